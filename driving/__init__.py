@@ -1,0 +1,4 @@
+"""The driving domain: scenes, maps, agents, trajectories, the synthetic generator and rendering.
+
+Knows nothing of RL or Ray.
+"""
