@@ -48,7 +48,10 @@ def points_local_to_global(points: np.ndarray, origin: np.ndarray) -> np.ndarray
     points = np.asarray(points, dtype=np.float64)
     c, s = np.cos(origin[2]), np.sin(origin[2])
     return np.stack(
-        [origin[0] + c * points[..., 0] - s * points[..., 1], origin[1] + s * points[..., 0] + c * points[..., 1]],
+        [
+            origin[0] + c * points[..., 0] - s * points[..., 1],
+            origin[1] + s * points[..., 0] + c * points[..., 1],
+        ],
         axis=-1,
     )
 
@@ -84,7 +87,11 @@ def interpolate_poses(times: np.ndarray, poses: np.ndarray, query: np.ndarray) -
     poses = np.asarray(poses, dtype=np.float64)
     heading = np.unwrap(poses[:, 2])
     out = np.stack(
-        [np.interp(query, times, poses[:, 0]), np.interp(query, times, poses[:, 1]), np.interp(query, times, heading)],
+        [
+            np.interp(query, times, poses[:, 0]),
+            np.interp(query, times, poses[:, 1]),
+            np.interp(query, times, heading),
+        ],
         axis=-1,
     )
     out[:, 2] = wrap_angle(out[:, 2])
@@ -112,7 +119,7 @@ def polyline_headings(points: np.ndarray) -> np.ndarray:
 def lane_polygon(lane: Lane) -> Polygon:
     """The lane's polygon: given, or its centerline buffered by half its width with flat ends."""
     if lane.polygon is not None:
-        return shapely.make_valid(Polygon(lane.polygon)) if not Polygon(lane.polygon).is_valid else Polygon(lane.polygon)
+        return Polygon(lane.polygon)
     assert lane.width is not None
     return LineString(lane.centerline).buffer(lane.width / 2.0, cap_style="flat", join_style="round")
 
@@ -124,7 +131,7 @@ def roadblock_polygon(rb: Roadblock) -> Polygon:
     return shapely.union_all([lane_polygon(lane) for lane in rb.lanes])
 
 
-def drivable_area(scene: Scene):
+def drivable_area(scene: Scene) -> shapely.Geometry:
     """Roadblocks ∪ intersections ∪ carparks. Connectors count only where an intersection covers
     them (as in NAVSIM), so they add nothing beyond the intersection polygons."""
     parts = [roadblock_polygon(rb) for rb in scene.map.roadblocks]

@@ -225,8 +225,7 @@ class Agent(_Strict):
             missing = [k for k, v in zip(("x", "y", "heading", "vx", "vy"), cv) if v is None]
             if missing:
                 raise ValueError(
-                    "an agent needs `states` or all of x, y, heading, vx, vy; missing: "
-                    + ", ".join(missing)
+                    "an agent needs `states` or all of x, y, heading, vx, vy; missing: " + ", ".join(missing)
                 )
             _finite([float(v) for v in cv], "agent pose")
         elif any(v is not None for v in cv):
@@ -354,9 +353,7 @@ def _reference_problems(scene: Scene) -> list[str]:
             for j, lane in enumerate(rb.lanes):
                 for k, out in enumerate(lane.outgoing or []):
                     if out not in lane_ids:
-                        problems.append(
-                            f"map.{layer}[{i}].lanes[{j}].outgoing[{k}]: unknown lane {out!r}"
-                        )
+                        problems.append(f"map.{layer}[{i}].lanes[{j}].outgoing[{k}]: unknown lane {out!r}")
     connector_lanes = {lane.id for rb in m.roadblock_connectors or [] for lane in rb.lanes}
     for i, tl in enumerate(scene.traffic_lights or []):
         if tl.lane_connector_id not in connector_lanes:
@@ -425,7 +422,9 @@ def load_scene(path: str | Path) -> Scene:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise SceneError([f"(file): not valid JSON at line {err.lineno} column {err.colno}: {err.msg}"], str(path)) from None
+        raise SceneError(
+            [f"(file): not valid JSON at line {err.lineno} column {err.colno}: {err.msg}"], str(path)
+        ) from None
     except OSError as err:
         raise SceneError([f"(file): cannot read: {err.strerror}"], str(path)) from None
     return scene_from_dict(data, str(path))

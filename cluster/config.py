@@ -1,0 +1,158 @@
+"""Experiment configuration: one typed, validated, frozen model composed of the components' own configs.
+
+Loaded from YAML with dotted command-line overrides (`learner.lr=1e-5`), validated before anything starts,
+and written into each run folder as `config.yaml`. Errors name the dotted key and, where the key is a
+choice, the allowed values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from driving.config import ScenesConfig
+from scorer.config import ScorerConfig
+
+
+class ConfigError(ValueError):
+    """A configuration that must not start: each problem names its dotted key."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = problems
+        head = f"invalid configuration{f' in {source}' if source else ''}:"
+        super().__init__("\n  ".join([head, *problems]))
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "run"
+    out_dir: Path = Path("runs")  # each run gets out_dir/<name>-<timestamp>/
+    seed: int = 0
+
+
+class ExperimentConfig(BaseModel):
+    """The whole experiment. Each section is owned by its component; the controller composes them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: RunConfig = Field(default_factory=RunConfig)
+    scenes: ScenesConfig = Field(default_factory=ScenesConfig)
+    scorer: ScorerConfig = Field(default_factory=ScorerConfig)
+
+
+# ----------------------------------------------------------------------------------- overrides ---
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a", "b", "c"], value), the value read as YAML (`1e-5`, `[1, 2]`, `true`)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError([f"{text!r}: an override is KEY=VALUE with a dotted KEY, e.g. learner.lr=1e-5"])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError([f"{key}: cannot read value {raw!r}: {err}"]) from None
+    return key.strip().split("."), value
+
+
+def _known_keys(model: type[BaseModel], path: list[str]) -> list[str] | None:
+    """Field names at `path` inside `model`, or None where the path leaves the typed models."""
+    current: Any = model
+    for part in path:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        current = _model_in(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return None
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel inside `X | None`, else the annotation itself."""
+    for arg in typing.get_args(annotation) or (annotation,):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return annotation
+
+
+def apply_override(data: dict, path: list[str], value: Any, model: type[BaseModel]) -> None:
+    """Set `data[path] = value`, refusing keys the config does not have (with a suggestion)."""
+    node = data
+    for depth, part in enumerate(path):
+        allowed = _known_keys(model, path[:depth])
+        if allowed is not None and part not in allowed:
+            where = ".".join(path[: depth + 1])
+            close = difflib.get_close_matches(part, allowed, n=1)
+            hint = f" (did you mean {'.'.join([*path[:depth], close[0]])}?)" if close else ""
+            raise ConfigError([f"{where}: unknown key{hint}; allowed here: {', '.join(allowed)}"])
+        if depth == len(path) - 1:
+            node[part] = value
+        else:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+
+
+# ------------------------------------------------------------------------------------- loading ---
+
+
+def _format_validation(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors(include_url=False):
+        key = ".".join(str(p) for p in e["loc"]) or "(config)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or check its spelling"
+        elif e["type"] == "literal_error":
+            msg = f"{msg} (got {e['input']!r})"
+        problems.append(f"{key}: {msg}")
+    return problems
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    model: type[ExperimentConfig] = ExperimentConfig,
+) -> ExperimentConfig:
+    """Read YAML (or start from the defaults), apply dotted overrides, validate, freeze."""
+    data: dict = {}
+    source = str(path) if path else None
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as err:
+            raise ConfigError([f"(file): cannot read: {err.strerror}"], source) from None
+        except yaml.YAMLError as err:
+            raise ConfigError([f"(file): not valid YAML: {err}"], source) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(["(file): the top level must be a mapping of sections"], source)
+        data = loaded or {}
+    for text in overrides or []:
+        key_path, value = parse_override(text)
+        apply_override(data, key_path, value, model)
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation(err), source) from None
+
+
+def config_to_yaml(config: BaseModel) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def write_resolved(config: BaseModel, run_dir: str | Path) -> Path:
+    """Write the fully resolved config (defaults included) into the run folder."""
+    out = Path(run_dir) / "config.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(config_to_yaml(config))
+    return out
