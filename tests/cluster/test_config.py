@@ -1,0 +1,77 @@
+"""Experiment config: YAML + dotted overrides, errors that name the key, resolved config in the run folder."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from cluster.config import ConfigError, ExperimentConfig, load_config, write_resolved
+from cluster.runs import DEMO_CONFIG, new_run_dir
+
+
+def test_defaults_validate():
+    cfg = load_config()
+    assert isinstance(cfg, ExperimentConfig)
+    assert cfg.scorer.metric == "pdms"
+
+
+def test_demo_config_loads():
+    cfg = load_config(DEMO_CONFIG)
+    assert cfg.run.name == "demo"
+    assert cfg.scenes.camera.width == 64
+
+
+def test_dotted_overrides_are_typed(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scenes: {count: 10}\n")
+    cfg = load_config(path, ["scenes.count=25", "scorer.metric=epdms", "scenes.splits={train: 0.5, val: 0.25, test: 0.25}"])
+    assert cfg.scenes.count == 25 and cfg.scorer.metric == "epdms"
+    assert cfg.scenes.splits["val"] == 0.25
+
+
+def test_config_is_frozen():
+    cfg = load_config()
+    with pytest.raises(Exception):
+        cfg.scenes.count = 3
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("scorer.metric=pmds", "scorer.metric: Input should be 'pdms' or 'epdms' (got 'pmds')"),
+        ("scorer.metrc=pdms", "scorer.metrc: unknown key (did you mean scorer.metric?); allowed here: metric"),
+        ("scenes.count=0", "scenes.count: Input should be greater than or equal to 1"),
+        ("scenes.count=many", "scenes.count: Input should be a valid integer"),
+        ("scenes.families=[cruise_moon]", "scenes.families: Value error, unknown family ['cruise_moon']; allowed:"),
+        ("bogus.x=1", "bogus: unknown key; allowed here: run, scenes, scorer"),
+        ("scenes.views=[side]", "scenes.views: Value error, unknown view(s) ['side']; allowed: front, bev"),
+        ("noequals", "an override is KEY=VALUE"),
+    ],
+)
+def test_errors_name_the_key_and_allowed_values(override, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert expected.replace("Value error, ", "") in str(info.value)
+
+
+def test_bad_yaml_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("scenes: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(path)
+    path.write_text("scenes: {count: 5, colour: red}\n")
+    with pytest.raises(ConfigError, match=r"scenes.colour: unknown key"):
+        load_config(path)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(None, ["scenes.count=7"])
+    run_dir = new_run_dir(tmp_path, "t", cfg)
+    written = run_dir / "config.yaml"
+    assert written.is_file()
+    assert load_config(written) == cfg
+    assert yaml.safe_load(written.read_text())["scenes"]["count"] == 7
+    assert write_resolved(cfg, tmp_path / "x").read_text() == written.read_text()
