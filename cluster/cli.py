@@ -11,6 +11,7 @@ import sys
 COMMANDS = [
     "make_scenes",
     "show_scene",
+    "init_model",
     "score",
     "demo",
 ]

@@ -205,7 +205,7 @@ def write_dataset(
         "version": FORMAT_VERSION,
         "count": config.count,
         "seed": config.seed,
-        "config": config.model_dump(mode="json"),
+        "config": config.model_dump(mode="json", exclude={"workers"}),  # not a property of the data
         "families": dict(sorted(per_family.items())),
         "difficulty": dict(sorted(per_difficulty.items())),
         "splits": {s: per_split.get(s, 0) for s in SPLITS},
