@@ -15,13 +15,20 @@ from driving.dataset import SceneDataset, split_of, write_dataset
 def _config(count: int = 10, workers: int = 1, seed: int = 3):
     return load_config(
         None,
-        [f"scenes.count={count}", f"scenes.workers={workers}", f"scenes.seed={seed}", "scenes.camera={preset: tiny}"],
+        [
+            f"scenes.count={count}",
+            f"scenes.workers={workers}",
+            f"scenes.seed={seed}",
+            "scenes.camera={preset: tiny}",
+        ],
     ).scenes
 
 
 def _digest(root: Path) -> dict[str, str]:
     return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -56,7 +63,9 @@ def test_scenes_and_images_load_lazily(dataset):
 def test_split_filter_and_split_function(dataset):
     for split in ("train", "val", "test"):
         got = [e.number for e in dataset.entries(split=split)]
-        assert got == [n for n in range(10) if split_of(3, n, {"train": 0.8, "val": 0.1, "test": 0.1}) == split]
+        assert got == [
+            n for n in range(10) if split_of(3, n, {"train": 0.8, "val": 0.1, "test": 0.1}) == split
+        ]
     counts = {s: 0 for s in ("train", "val", "test")}
     for n in range(5000):
         counts[split_of(0, n, {"train": 0.8, "val": 0.1, "test": 0.1})] += 1
