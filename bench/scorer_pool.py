@@ -27,7 +27,11 @@ def make_requests(count: int, seed: int, tag: str) -> list[ScoreRequest]:
     for i, fam in enumerate(sample_families(count, seed, None)):
         scene = generate_scene(fam, scene_seed(seed, i), f"{tag}-{i}")
         expert = trajectory_local(scene.sample.expert, scene.ego)
-        noise = rng.normal(0.0, 1.0, size=(7, 8, 3)) * np.array([0.8, 0.4, 0.02]) * np.linspace(0.2, 1, 8)[:, None]
+        noise = (
+            rng.normal(0.0, 1.0, size=(7, 8, 3))
+            * np.array([0.8, 0.4, 0.02])
+            * np.linspace(0.2, 1, 8)[:, None]
+        )
         out.append(ScoreRequest(scene, np.concatenate([expert[None], expert[None] + noise]), "pdms"))
     return out
 
@@ -55,7 +59,9 @@ def main() -> None:
             pool.score_groups(warm)  # actors up and imports done
             secs = timed(pool, make_requests(args.scenes, 1, f"ray{actors}"))
             overhead = "" if actors != 1 else f", overhead vs in-process {100 * (secs / base - 1):+.0f} %"
-            print(f"Ray, {actors} actor(s) : {args.scenes / secs:7.1f} scenes/s  ({base / secs:.2f}x{overhead})")
+            print(
+                f"Ray, {actors} actor(s) : {args.scenes / secs:7.1f} scenes/s  ({base / secs:.2f}x{overhead})"
+            )
             pool.shutdown()
     finally:
         stop_ray()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+
 import numpy as np
+
 from driving.scene import load_scene
 from scorer import prepare, score
 from scorer.pool import ScoreRequest, ScorerPool

@@ -1,0 +1,220 @@
+"""No at-fault collisions (NC), time to collision (TTC) and traffic-light compliance (TLC).
+
+NAVSIM walks time steps in order and, per proposal, forgets an object after its first collision that is
+not the ego's fault. Here every (proposal, step, object) contact is found at once — centre distances
+first, then boxes (GEOS-exact, see `boxes`) — and that rule becomes: a contact at fault counts only if it
+comes before the first contact with the same object that is not (for TTC, events are ordered by step,
+then by projection 0, 0.3, 0.6, 0.9 s, as NAVSIM's nested loop). Collision classes follow nuPlan:
+ego stopped (≤ 0.05 m/s) → not at fault; object stopped (≤ 5e-3 m/s at its first box) or static → at
+fault; object more than 150° off the ego's heading, seen from the rear axle → rear, not at fault; ego's
+front edge touches → front, at fault; otherwise lateral, at fault only when the ego spans several lanes
+or leaves the drivable area.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from scorer.boxes import SAT_MARGIN, obb_maybe_intersect, polygons
+from scorer.constants import (
+    AHEAD_ANGLE_DEG,
+    BEHIND_ANGLE_DEG,
+    DT,
+    EGO_HALF_LENGTH,
+    EGO_HALF_WIDTH,
+    EGO_STOPPED_SPEED,
+    TRACK_STOPPED_SPEED,
+    TTC_FUTURE_STEPS,
+    TTC_STOPPED_SPEED,
+    S,
+)
+from scorer.observation import Observation
+
+EGO_RADIUS = float(np.hypot(EGO_HALF_LENGTH, EGO_HALF_WIDTH))  # [m]
+EGO_HALF_SIZE = np.array([EGO_HALF_LENGTH, EGO_HALF_WIDTH])
+NO_EVENT = np.iinfo(np.int64).max
+
+
+@dataclass
+class CollisionResult:
+    score: np.ndarray  # (K,) 1, 0.5 (static object) or 0
+    step: np.ndarray  # (K,) first at-fault step, or -1
+    object_index: np.ndarray  # (K,) index of the object hit at that step, or -1
+
+
+def relative_angle(poses: np.ndarray, corners: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """(M, ≥3) rear-axle poses, (M, 4, 2) object boxes and their (M, 2) centres -> (M,) angle [rad] between
+    the ego's heading and the direction to the object's polygon centroid (nuPlan's relative angle).
+
+    For an object straight ahead (or behind) the cosine can round to just beyond ±1, which makes NAVSIM's
+    angle NaN (neither ahead nor behind); near the 20° and 150° thresholds the last bits decide too. There,
+    the angle is recomputed event by event with NAVSIM's exact numpy calls on the GEOS centroid."""
+    v = centers - poses[:, :2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = (np.cos(poses[:, 2]) * v[:, 0] + np.sin(poses[:, 2]) * v[:, 1]) / np.sqrt((v * v).sum(axis=1))
+        out = np.arccos(cos)
+        edge = ~(np.abs(cos) < 1.0 - 1e-9) | (np.abs(out - _AHEAD) < 1e-9) | (np.abs(out - _BEHIND) < 1e-9)
+        idx = np.nonzero(edge)[0]
+        if idx.size == 0:
+            return out
+        centroids = shapely.get_coordinates(shapely.centroid(polygons(corners[idx])))
+        for i, pose, centroid in zip(idx, poses[idx].tolist(), centroids.tolist()):
+            agent_vector = np.array([centroid[0] - pose[0], centroid[1] - pose[1]])
+            ego_vector = np.array([np.cos(pose[2]), np.sin(pose[2])])
+            out[i] = np.arccos(np.dot(ego_vector, agent_vector / np.linalg.norm(agent_vector)))
+    return out
+
+
+_AHEAD, _BEHIND = np.deg2rad(AHEAD_ANGLE_DEG), np.deg2rad(BEHIND_ANGLE_DEG)
+
+
+def _contacts(
+    ego_corners: np.ndarray,
+    ego_centers: np.ndarray,
+    ego_headings: np.ndarray,
+    obj_corners: np.ndarray,
+    obj_centers: np.ndarray,
+    obj_headings: np.ndarray,
+    half_size: np.ndarray,
+    active: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(k, n, o) of every contact between ego boxes (K, N, 4, 2) and object boxes (O, N, 4, 2) at the same
+    index n where `active` (K, O, N) allows it: centre distances first, then a separating-axis test with
+    a margin, then GEOS on the corners for the pairs left."""
+    radius = np.hypot(half_size[:, 0], half_size[:, 1])
+    dx = obj_centers[None, :, :, 0] - ego_centers[:, None, :, 0]  # (K, O, N)
+    dy = obj_centers[None, :, :, 1] - ego_centers[:, None, :, 1]
+    reach = (EGO_RADIUS + radius + SAT_MARGIN)[None, :, None]
+    k, o, n = np.nonzero(active & (dx * dx + dy * dy <= reach * reach))
+    d = np.stack([dx[k, o, n], dy[k, o, n]], axis=-1)
+    maybe = obb_maybe_intersect(d, ego_headings[k, n], EGO_HALF_SIZE[None], obj_headings[o, n], half_size[o])
+    k, o, n = k[maybe], o[maybe], n[maybe]
+    hit = (
+        shapely.intersects(polygons(ego_corners[k, n]), polygons(obj_corners[o, n]))
+        if k.size
+        else k.astype(bool)
+    )
+    return k[hit], n[hit], o[hit]
+
+
+def _first_count(keys: np.ndarray, order: np.ndarray, at_fault: np.ndarray) -> np.ndarray:
+    """Mask of at-fault events that precede the first not-at-fault event with the same key."""
+    if keys.size == 0:
+        return np.zeros(0, dtype=bool)
+    uniq, inv = np.unique(keys, return_inverse=True)
+    first_free = np.full(uniq.size, NO_EVENT, dtype=np.int64)
+    np.minimum.at(first_free, inv[~at_fault], order[~at_fault])
+    return at_fault & (order < first_free[inv])
+
+
+def no_at_fault_collisions(
+    states: np.ndarray,
+    ego_corners: np.ndarray,
+    ego_centers: np.ndarray,
+    multiple_lanes: np.ndarray,
+    off_road: np.ndarray,
+    obs: Observation,
+) -> CollisionResult:
+    """NC for (K, T) ego states against the observation's objects at the same steps."""
+    k_count, t_count = states.shape[:2]
+    corners, centers, headings, present = obs.at_step(np.arange(t_count))
+    active = (present & ~obs.collided[:, None])[None]
+    k, t, o = _contacts(
+        ego_corners, ego_centers, states[..., S.HEADING], corners, centers, headings, obs.half_size, active
+    )
+
+    st = states[k, t]
+    ego_stopped = np.hypot(st[:, S.VX], st[:, S.VY]) <= EGO_STOPPED_SPEED
+    track_stopped = obs.speed0[o] <= TRACK_STOPPED_SPEED
+    rear = relative_angle(st, corners[o, t], centers[o, t]) > np.deg2rad(BEHIND_ANGLE_DEG)
+    front_edges = shapely.linestrings(ego_corners[k, t][:, [0, 3]])
+    front = shapely.intersects(front_edges, polygons(corners[o, t])) if k.size else np.zeros(0, dtype=bool)
+    lateral_at_fault = multiple_lanes[k, t] | off_road[k, t]
+    at_fault = ~ego_stopped & (track_stopped | (~rear & (front | lateral_at_fault)))
+
+    counted = _first_count(k * len(obs.ids) + o, t, at_fault)
+    score = np.ones(k_count)
+    step = np.full(k_count, -1)
+    obj = np.full(k_count, -1)
+    for i in np.nonzero(counted)[0][np.lexsort((o[counted], t[counted]))]:
+        value = 0.0 if obs.is_agent[o[i]] else 0.5
+        score[k[i]] = min(score[k[i]], value)
+        if step[k[i]] < 0:
+            step[k[i]], obj[k[i]] = t[i], o[i]
+    return CollisionResult(score, step, obj)
+
+
+def time_to_collision(
+    states: np.ndarray,
+    ego_corners: np.ndarray,
+    ego_centers: np.ndarray,
+    multiple_lanes: np.ndarray,
+    off_road: np.ndarray,
+    rear_axle_in_intersection: np.ndarray,
+    obs: Observation,
+    last_step: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """TTC (K,) and first infraction step (K,) (or -1): ego boxes at steps 0..last_step projected ahead
+    at constant speed by 0, 0.3, 0.6, 0.9 s against the objects at the matching future step."""
+    k_count = states.shape[0]
+    steps = np.arange(last_step + 1)
+    future = np.array(TTC_FUTURE_STEPS)
+    speed = np.hypot(states[:, : last_step + 1, S.VX], states[:, : last_step + 1, S.VY])  # (K, T)
+    heading = states[:, : last_step + 1, S.HEADING]
+    dxy = np.stack([np.cos(heading) * speed, np.sin(heading) * speed], axis=-1)  # (K, T, 2)
+    shift = dxy[:, :, None] * (future * DT)[None, None, :, None]  # (K, T, F, 2)
+    proj_corners = ego_corners[:, steps, None] + shift[:, :, :, None]  # (K, T, F, 4, 2)
+    proj_centers = ego_centers[:, steps, None] + shift  # (K, T, F, 2)
+
+    obs_steps = steps[:, None] + future[None, :]  # (T, F)
+    corners, centers, headings, present = obs.at_step(obs_steps.ravel())  # events flattened as t·F + f
+    o_count, f_count = len(obs.ids), len(future)
+    present = present & ~obs.collided[:, None]
+    moving = np.repeat(speed >= TTC_STOPPED_SPEED, f_count, axis=1)  # (K, T·F)
+    active = present[None] & moving[:, None]
+    ego_headings = np.repeat(heading, f_count, axis=1)
+    k, n, o = _contacts(
+        proj_corners.reshape(k_count, -1, 4, 2),
+        proj_centers.reshape(k_count, -1, 2),
+        ego_headings,
+        corners,
+        centers,
+        headings,
+        obs.half_size,
+        active,
+    )
+    t = n // f_count  # step; the projection is n % f_count
+
+    rear_axle = states[k, t, :3]
+    angle = relative_angle(rear_axle, corners[o, n], centers[o, n])
+    ahead = angle < np.deg2rad(AHEAD_ANGLE_DEG)
+    behind = angle > np.deg2rad(BEHIND_ANGLE_DEG)
+    exposed = multiple_lanes[k, t] | off_road[k, t] | rear_axle_in_intersection[k, t]
+    at_fault = ahead | (exposed & ~behind)
+
+    counted = _first_count(k * o_count + o, n, at_fault)
+    ttc = np.ones(k_count)
+    step = np.full(k_count, -1)
+    for i in np.nonzero(counted)[0]:
+        ttc[k[i]] = 0.0
+        step[k[i]] = t[i] if step[k[i]] < 0 else min(step[k[i]], t[i])
+    return ttc, step
+
+
+def traffic_light_compliance(ego_corners: np.ndarray, obs: Observation) -> np.ndarray:
+    """TLC (K,): 0 if the ego's box touches a red on-route lane connector at any step."""
+    score = np.ones(ego_corners.shape[0])
+    if len(obs.red_ids) == 0:
+        return score
+    flat = ego_corners.reshape(-1, 4, 2)
+    lo, hi = flat.min(axis=1), flat.max(axis=1)
+    for poly in obs.red_polygons:
+        x0, y0, x1, y1 = poly.bounds
+        cand = np.nonzero((hi[:, 0] >= x0) & (lo[:, 0] <= x1) & (hi[:, 1] >= y0) & (lo[:, 1] <= y1))[0]
+        if cand.size:
+            touched = cand[shapely.intersects(polygons(flat[cand]), poly)]
+            score[np.unique(touched // ego_corners.shape[1])] = 0.0
+    return score
