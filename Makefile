@@ -3,7 +3,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
+# No GPU here: DeepSpeed on its CPU accelerator (gloo).
+ifeq ($(shell command -v nvidia-smi 2>/dev/null),)
 export DS_ACCELERATOR := cpu
+endif
+export DS_BUILD_OPS := 0
 export RAY_USAGE_STATS_ENABLED := 0
 
 .PHONY: demo test venv lint

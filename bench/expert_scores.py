@@ -3,7 +3,7 @@
 Target: expert >= 0.95 overall and in every family; constant velocity should fail most long-tail scenes
 and pass most common ones.
 
-    .venv/bin/python bench/expert_scores.py [--count 1000] [--metric pdms]
+    .venv/bin/python -m bench.expert_scores [--count 1000] [--metric pdms]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Prints per-scene milliseconds on one core (generate, render at 224 px and 64 px) and the throughput of
 `write_dataset` with 2 worker processes, extrapolated to 10k scenes (target: under 10 minutes here).
 
-    .venv/bin/python bench/generation.py [--count 400]
+    .venv/bin/python -m bench.generation [--count 400]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each group is one generated scene with 8 candidate plans (the expert and 7 perturbations of it). Every
 scene is new to the pool (cache built in the timing), as in the first scoring of a GRPO step.
 
-    .venv/bin/python bench/scorer_pool.py [--scenes 200]
+    .venv/bin/python -m bench.scorer_pool [--scenes 200]
 """
 
 from __future__ import annotations

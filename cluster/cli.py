@@ -12,6 +12,7 @@ COMMANDS = [
     "make_scenes",
     "show_scene",
     "init_model",
+    "serve_teacher",
     "score",
     "demo",
 ]

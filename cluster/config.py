@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from driving.config import ScenesConfig
 from scorer.config import ScorerConfig
+from teacher_service.config import TeacherConfig
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,7 @@ class ExperimentConfig(BaseModel):
     run: RunConfig = Field(default_factory=RunConfig)
     scenes: ScenesConfig = Field(default_factory=ScenesConfig)
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
 
 
 # ----------------------------------------------------------------------------------- overrides ---
@@ -62,26 +64,24 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def _known_keys(model: type[BaseModel], path: list[str]) -> list[str] | None:
-    """Field names at `path` inside `model`, or None where the path leaves the typed models."""
-    current: Any = model
+    """Field names at `path` inside `model`, or None where the path leaves the typed models.
+    Through a union (`type: analytic | vlm`) the keys of every member count."""
+    current: list[type[BaseModel]] = [model]
     for part in path:
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        fields = [m.model_fields[part] for m in current if part in m.model_fields]
+        if not fields:
             return None
-        field = current.model_fields.get(part)
-        if field is None:
-            return None
-        current = _model_in(field.annotation)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return None
+        current = [m for f in fields for m in _models_in(f.annotation)]
+    if not current:
+        return None
+    return list(dict.fromkeys(name for m in current for name in m.model_fields))
 
 
-def _model_in(annotation: Any) -> Any:
-    """The BaseModel inside `X | None`, else the annotation itself."""
-    for arg in typing.get_args(annotation) or (annotation,):
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    return annotation
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The BaseModels in an annotation: `X`, `X | None`, `Annotated[A | B, discriminator]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
 def apply_override(data: dict, path: list[str], value: Any, model: type[BaseModel]) -> None:

@@ -37,7 +37,19 @@ def test_every_command_has_help(command):
 
 
 def test_make_scenes_then_show_and_score(tmp_path):
-    out = _run("make-scenes", "--count", "4", "--seed", "5", "--camera", "tiny", "--workers", "1", "--out", str(tmp_path / "ds"))
+    out = _run(
+        "make-scenes",
+        "--count",
+        "4",
+        "--seed",
+        "5",
+        "--camera",
+        "tiny",
+        "--workers",
+        "1",
+        "--out",
+        str(tmp_path / "ds"),
+    )
     assert out.returncode == 0, out.stderr
     assert "wrote 4 scenes" in out.stdout
     index = [json.loads(line) for line in (tmp_path / "ds" / "index.jsonl").read_text().splitlines()]

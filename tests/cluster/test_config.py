@@ -24,7 +24,9 @@ def test_demo_config_loads():
 def test_dotted_overrides_are_typed(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("scenes: {count: 10}\n")
-    cfg = load_config(path, ["scenes.count=25", "scorer.metric=epdms", "scenes.splits={train: 0.5, val: 0.25, test: 0.25}"])
+    cfg = load_config(
+        path, ["scenes.count=25", "scorer.metric=epdms", "scenes.splits={train: 0.5, val: 0.25, test: 0.25}"]
+    )
     assert cfg.scenes.count == 25 and cfg.scorer.metric == "epdms"
     assert cfg.scenes.splits["val"] == 0.25
 
@@ -39,11 +41,18 @@ def test_config_is_frozen():
     "override, expected",
     [
         ("scorer.metric=pmds", "scorer.metric: Input should be 'pdms' or 'epdms' (got 'pmds')"),
-        ("scorer.metrc=pdms", "scorer.metrc: unknown key (did you mean scorer.metric?); allowed here: metric"),
+        (
+            "scorer.metrc=pdms",
+            "scorer.metrc: unknown key (did you mean scorer.metric?); allowed here: metric",
+        ),
         ("scenes.count=0", "scenes.count: Input should be greater than or equal to 1"),
         ("scenes.count=many", "scenes.count: Input should be a valid integer"),
-        ("scenes.families=[cruise_moon]", "scenes.families: Value error, unknown family ['cruise_moon']; allowed:"),
-        ("bogus.x=1", "bogus: unknown key; allowed here: run, scenes, scorer"),
+        (
+            "scenes.families=[cruise_moon]",
+            "scenes.families: Value error, unknown family ['cruise_moon']; allowed:",
+        ),
+        ("bogus.x=1", "bogus: unknown key; allowed here: run, scenes, scorer, teacher"),
+        ("teacher.backend.type=oracle", "teacher.backend"),
         ("scenes.views=[side]", "scenes.views: Value error, unknown view(s) ['side']; allowed: front, bev"),
         ("noequals", "an override is KEY=VALUE"),
     ],
@@ -75,3 +84,10 @@ def test_resolved_config_round_trips(tmp_path):
     assert load_config(written) == cfg
     assert yaml.safe_load(written.read_text())["scenes"]["count"] == 7
     assert write_resolved(cfg, tmp_path / "x").read_text() == written.read_text()
+
+
+def test_overrides_reach_into_a_discriminated_union():
+    cfg = load_config(None, ["teacher.backend.type=coarse"])
+    assert cfg.teacher.backend.type == "coarse"
+    with pytest.raises(ConfigError, match=r"teacher.backend.modle_path: unknown key \(did you mean"):
+        load_config(None, ["teacher.backend.modle_path=/x"])
