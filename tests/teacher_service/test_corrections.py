@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from teacher_service.corrections import apply_corrections, plan_stations, travel_distances
+from driving.geometry import densify_polyline
+from teacher_service.corrections import apply_corrections, base_path, plan_stations, travel_distances
 from teacher_service.schema import Corrections, LateralCorrection, LongitudinalCorrection
 
 T = 0.5 * np.arange(1, 9)
@@ -63,7 +64,7 @@ def test_a_standstill_plan_accepts_speeds():
     curvature=st.floats(-0.02, 0.02),
 )
 def test_offsets_keep_their_distance_from_any_smooth_path(offset, v0, curvature):
-    """On a smooth arc, a constant offset keeps every corrected pose |offset| from the original path."""
+    """On a smooth arc, a constant offset keeps every corrected pose |offset| from the plan's path."""
     s = v0 * T
     heading = curvature * s
     if abs(curvature) < 1e-6:
@@ -73,12 +74,8 @@ def test_offsets_keep_their_distance_from_any_smooth_path(offset, v0, curvature)
     plan = np.concatenate([xy, heading[:, None]], axis=-1)
     lat = LateralCorrection(direction="left", start_s=0.0, offsets_m=[offset] * 8)
     out = apply_corrections(plan, Corrections(meta_action=None, lateral=lat))
-    dense = np.linspace(0, s[-1] + 5, 4000)
-    h = curvature * dense
-    if abs(curvature) < 1e-6:
-        line = np.stack([dense, np.zeros_like(dense)], axis=-1)
-    else:
-        line = np.stack([np.sin(h) / curvature, (1 - np.cos(h)) / curvature], axis=-1)
+    # the path the offsets refer to: the plan's polyline, continued along its last heading (module doc)
+    line = densify_polyline(base_path(plan).xy, 0.05)
     past_ramp = plan_stations(plan)[1:] > np.hypot(s[0], offset) + 0.5  # poses beyond the ramp-in
     dist = np.min(np.linalg.norm(out[past_ramp, None, :2] - line[None], axis=-1), axis=1)
     np.testing.assert_allclose(dist, abs(offset), atol=0.1)
