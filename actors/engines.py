@@ -55,6 +55,7 @@ class Generation:
     text: str  # decoded without special tokens (the end-of-turn token is dropped)
     finish_reason: FinishReason
     version: int  # weights version that produced it
+    prompt_token_ids: tuple[int, ...] = ()  # (P,) the prompt as the engine tokenised it (images expanded)
 
 
 class Engine(Protocol):
@@ -124,9 +125,12 @@ class HFEngine:
         tokens = result.sequences[:, width:]  # (B, L)
         logits = torch.stack(result.logits, dim=1).float() / sampling.logprob_temperature  # (B, L, V) raw
         logprobs = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, L)
-        return [self._one(tokens[i], logprobs[i]) for i in range(tokens.shape[0])]
+        prompt_ids = [
+            tuple(ids[mask.bool()].tolist()) for ids, mask in zip(inputs.input_ids, inputs.attention_mask)
+        ]
+        return [self._one(tokens[i], logprobs[i], prompt_ids[i]) for i in range(tokens.shape[0])]
 
-    def _one(self, tokens: torch.Tensor, logprobs: torch.Tensor) -> Generation:
+    def _one(self, tokens: torch.Tensor, logprobs: torch.Tensor, prompt_ids: tuple[int, ...]) -> Generation:
         """Cut a row at its first end-of-turn token (kept: the learner trains on stopping too)."""
         ids = tokens.tolist()
         stop = ids.index(self._eos_id) + 1 if self._eos_id in ids else len(ids)
@@ -137,6 +141,7 @@ class HFEngine:
             text=self._tokenizer.decode(kept, skip_special_tokens=True),
             finish_reason="stop" if self._eos_id in kept else "length",
             version=self._version,
+            prompt_token_ids=prompt_ids,
         )
 
     @torch.no_grad()

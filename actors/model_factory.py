@@ -270,15 +270,23 @@ def load_student(path: str | Path, dtype: Any = None) -> tuple[Any, Any, str]:
     """(model in eval mode, processor — or tokenizer for text-only students —, preset) from a student folder.
     Offline: everything comes from `path`. `dtype` defaults to float32 (bfloat16 suits paper scale)."""
     import torch
-    from transformers import AutoTokenizer
 
     info = read_student_info(path)
     family: ModelFamily = FAMILY[info.preset]
     model = _model_class(family).from_pretrained(path, dtype=dtype or torch.float32, local_files_only=True)
     model.eval()
+    return model, load_processor(path), info.preset
+
+
+def load_processor(path: str | Path) -> Any:
+    """The processor (the tokenizer for text-only students) of a student folder, without the model: what
+    the controller needs to build training batches."""
+    from transformers import AutoTokenizer
+
+    family: ModelFamily = FAMILY[read_student_info(path).preset]
     if family == "text":
-        return model, AutoTokenizer.from_pretrained(path, local_files_only=True), info.preset
-    return model, _load_processor(path, family), info.preset
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return _load_processor(path, family)
 
 
 def _load_processor(path: str | Path, family: ModelFamily) -> Any:
