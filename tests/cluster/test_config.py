@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from cluster.config import ConfigError, ExperimentConfig, load_config, write_resolved
 from cluster.runs import DEMO_CONFIG, new_run_dir
@@ -33,7 +34,7 @@ def test_dotted_overrides_are_typed(tmp_path):
 
 def test_config_is_frozen():
     cfg = load_config()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.scenes.count = 3
 
 
