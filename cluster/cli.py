@@ -13,6 +13,7 @@ COMMANDS = [
     "show_scene",
     "init_model",
     "serve_teacher",
+    "sft",
     "score",
     "demo",
 ]

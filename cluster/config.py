@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from actors.config import RolloutConfig
 from driving.config import ScenesConfig
+from learner.config import LearnerConfig, SFTConfig
 from scorer.config import ScorerConfig
 from teacher_service.config import TeacherConfig
 
@@ -46,6 +48,19 @@ class ExperimentConfig(BaseModel):
     scenes: ScenesConfig = Field(default_factory=ScenesConfig)
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+
+    @model_validator(mode="after")
+    def _learner_sees_the_sampling_distribution(self) -> ExperimentConfig:
+        sampled = self.rollout.sampling.temperature or 1.0  # greedy: log-probs at T = 1
+        if abs(self.learner.loss.temperature - sampled) > 1e-9:
+            raise ValueError(
+                f"learner.loss.temperature ({self.learner.loss.temperature}) must equal "
+                f"rollout.sampling.temperature ({sampled}): the GRPO ratio compares log-probs at one temperature"
+            )
+        return self
 
 
 # ----------------------------------------------------------------------------------- overrides ---

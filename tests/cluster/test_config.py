@@ -52,7 +52,10 @@ def test_config_is_frozen():
             "scenes.families=[cruise_moon]",
             "scenes.families: Value error, unknown family ['cruise_moon']; allowed:",
         ),
-        ("bogus.x=1", "bogus: unknown key; allowed here: run, scenes, scorer, teacher"),
+        (
+            "bogus.x=1",
+            "bogus: unknown key; allowed here: run, scenes, scorer, teacher, rollout, learner, sft",
+        ),
         ("teacher.backend.type=oracle", "teacher.backend"),
         ("scenes.views=[side]", "scenes.views: Value error, unknown view(s) ['side']; allowed: front, bev"),
         ("noequals", "an override is KEY=VALUE"),

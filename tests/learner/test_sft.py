@@ -1,0 +1,75 @@
+"""SFT data from scenes, and an `elf-vla sft` micro-run that trains a few steps, validates and writes a
+checkpoint that the rollout engine can serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from learner.sft_data import FAIL_BELOW, failing_plan, feedback_sample, qa_samples
+
+
+def test_qa_answers_come_from_the_scene(learner_scenes):
+    scene = learner_scenes[0]
+    drivable, objects, action = qa_samples(scene, None)
+    assert drivable.target.startswith("drivable ") and " m ahead" in drivable.target
+    assert objects.target.endswith(".")
+    meta = scene.sample.meta_action
+    assert action.target.startswith(f"{meta.lateral},{meta.longitudinal}: ")
+    assert all(s.kind == "qa" and s.prompt.turns[0].text.endswith("?") for s in (drivable, objects, action))
+
+
+def test_feedback_sample_corrects_a_failing_plan(learner_scenes):
+    from actors.response import ground_truth_response
+    from scorer import prepare, score
+
+    rng = np.random.default_rng(0)
+    scene = learner_scenes[1]
+    plan, result = failing_plan(scene, rng)
+    assert score(prepare(scene), plan[None], "pdms").total[0] == result["score"] < FAIL_BELOW
+    sample = next(s for s in (feedback_sample(scene, None, rng) for _ in range(5)) if s is not None)
+    assert sample.kind == "fb" and sample.prompt.kind == "fb"
+    assert sample.target == ground_truth_response(scene)
+    feedback = sample.prompt.turns[-1].text
+    assert "Your previous answer failed" in feedback and "5. Corrections:" in feedback
+
+
+def test_sft_micro_run_writes_a_checkpoint(student_dir, tmp_path):
+    from actors.engines import HFEngine
+    from cluster.commands import sft
+
+    parser = argparse.ArgumentParser()
+    sft.add_arguments(parser)
+    overrides = [
+        f"run.out_dir={tmp_path}",
+        "scenes.count=14",
+        "scenes.workers=1",
+        "scenes.camera={preset: tiny}",
+        "scenes.splits={train: 0.7, val: 0.3}",
+        f"sft.student_dir={student_dir}",
+        "sft.stage1_steps=2",
+        "sft.stage2_steps=3",
+        "sft.batch_size=3",
+        "sft.feedback_scenes=3",
+        "sft.feedback_fraction=0.5",
+        "sft.eval_every=5",
+        "sft.eval_scenes=2",
+        "sft.max_new_tokens=8",
+        "sft.checkpoint_every=5",
+    ]
+    assert sft.run(parser.parse_args(["--config", "/dev/null", *overrides])) == 0
+    [run_dir] = tmp_path.glob("*-sft-*")
+    lines = [json.loads(x) for x in (run_dir / "sft_log.jsonl").read_text().splitlines()]
+    steps = [x for x in lines if "loss" in x]
+    assert [x["stage"] for x in steps] == [1, 1, 2, 2, 2]
+    assert all(np.isfinite(x["loss"]) for x in steps)
+    [evaluation] = [x["eval"] for x in lines if "eval" in x]
+    assert evaluation["scenes"] == 2 and evaluation["format_errors"] == 2  # 8 tokens cannot make an answer
+    summary = json.loads((run_dir / "sft_summary.json").read_text())
+    assert summary["baselines"]["expert"]["all"] > summary["baselines"]["constant_velocity"]["all"] - 1
+    checkpoint = run_dir / "checkpoints" / "step-000005"
+    assert summary["checkpoint"] == str(checkpoint)
+    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "deepspeed").is_dir()
+    assert HFEngine.from_dir(str(checkpoint)).version == 0  # a student folder the engines can serve
