@@ -15,6 +15,9 @@ COMMANDS = [
     "serve_teacher",
     "sft",
     "score",
+    "select",
+    "train",
+    "top",
     "demo",
 ]
 

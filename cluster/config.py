@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from actors.config import RolloutConfig
+from cluster.sections import ClusterConfig, SelectConfig, TrainConfig
 from driving.config import ScenesConfig
 from learner.config import LearnerConfig, SFTConfig
 from scorer.config import ScorerConfig
@@ -51,6 +52,9 @@ class ExperimentConfig(BaseModel):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @model_validator(mode="after")
     def _learner_sees_the_sampling_distribution(self) -> ExperimentConfig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,19 +82,27 @@ class ScorerWorker:
 class ScorerPool:
     """N Ray scorer actors (or in-process when `actors == 0`) behind one `score_groups` call."""
 
-    def __init__(self, actors: int = 1, cache_size: int = 512, num_cpus_per_actor: float = 1.0) -> None:
+    def __init__(
+        self,
+        actors: int = 1,
+        cache_size: int = 512,
+        num_cpus_per_actor: float = 1.0,
+        actor_options: Callable[[int], dict] | None = None,
+    ) -> None:
         self.num_actors = actors
         self.cache_size = cache_size
         self.num_cpus = num_cpus_per_actor
+        self.actor_options = actor_options  # actor i's extra Ray options (e.g. its placement group bundle)
         self.stats = PoolStats()
         self._local = ScorerWorker(cache_size) if actors == 0 else None
-        self._actors = [self._new_actor() for _ in range(actors)]
+        self._actors = [self._new_actor(i) for i in range(actors)]
 
-    def _new_actor(self):  # noqa: ANN202 - a Ray actor handle
+    def _new_actor(self, index: int):  # noqa: ANN202 - a Ray actor handle
         import ray
 
         remote_cls = ray.remote(num_cpus=self.num_cpus, max_restarts=0)(ScorerWorker)
-        return remote_cls.remote(self.cache_size)
+        options = self.actor_options(index) if self.actor_options else {}
+        return remote_cls.options(**options).remote(self.cache_size)
 
     def score_groups(self, requests: list[ScoreRequest]) -> list:
         """ScoreBatch per request, in request order."""
@@ -148,7 +157,7 @@ class ScorerPool:
         import ray
 
         ray.kill(self._actors[index], no_restart=True)
-        self._actors[index] = self._new_actor()
+        self._actors[index] = self._new_actor(index)
         self.stats.restarts += 1
 
     def actor_handles(self) -> list:

@@ -21,9 +21,15 @@ def shared_scene_path(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture(scope="session")
 def local_ray():
-    """A real local Ray (2 CPUs, 127.0.0.1) shared by the integration tests, shut down at the end."""
+    """A real local Ray (2 CPUs, 127.0.0.1) shared by the integration tests, shut down at the end. It
+    serves Prometheus /metrics on the port it yields."""
+    import socket
+
     from cluster.ray_runtime import start_ray, stop_ray
 
-    start_ray(num_cpus=2)
-    yield
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start_ray(num_cpus=2, metrics_port=port)
+    yield port
     stop_ray()

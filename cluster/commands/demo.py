@@ -1,7 +1,15 @@
-"""`elf-vla demo`: the main job on the embedded default (configs/demo.yaml), end to end on one CPU machine.
+"""`elf-vla demo`: the whole method on the embedded default (configs/demo.yaml), end to end on one CPU
+machine, in one run folder:
 
-Today's pipeline: generate a synthetic long-tail scene set with camera images, draw a few scenes, and
-score the expert and a constant-velocity baseline per family with the NAVSIM-exact scorer.
+    1 scenes      synthetic long-tail scenes with 64 px camera images          RUN/scenes
+    2 student     a random-init tiny InternVL student, tokenizer trained here  RUN/student-init
+    3 SFT         short two-stage SFT (QA, then q_base and q_fb -> truth)      RUN/sft
+    4 select      hard and ambiguous training scenes                           RUN/select
+    5 ELF-GRPO    a few steps of the loop on a local Ray                       RUN/train
+    6 evaluate    greedy PDMS on the test split: expert, constant velocity, SFT, ELF-GRPO
+
+Steps are budgeted in optimizer steps, not wall time (the machine is shared), so the numbers are those
+of a few minutes of training: the point is the pipeline, its plots and its metrics.
 """
 
 from __future__ import annotations
@@ -10,108 +18,183 @@ import argparse
 import json
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 NAME = "demo"
-HELP = "Run the main pipeline on the embedded default config (configs/demo.yaml) and print a summary."
+HELP = "Run the whole pipeline (scenes, SFT, selection, ELF-GRPO, evaluation) on configs/demo.yaml."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML experiment config (default: configs/demo.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. scenes.count=50")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.steps=2")
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from cluster.config import ConfigError, load_config
+    from cluster.jobs import StartupError
+    from cluster.ray_runtime import stop_ray
     from cluster.runs import DEMO_CONFIG, new_run_dir
-    from driving.dataset import SceneDataset, write_dataset
 
+    start = time.perf_counter()
     try:
-        config = load_config(args.config or (DEMO_CONFIG if DEMO_CONFIG.exists() else None), args.overrides)
+        config = load_config(args.config or DEMO_CONFIG, args.overrides)
     except ConfigError as err:
         print(f"elf-vla demo: {err}", file=sys.stderr)
         return 2
     run_dir = new_run_dir(config.run.out_dir, config.run.name, config)
-    print(f"[demo] run folder: {run_dir}")
-
-    print(f"[demo] 1/3 generating {config.scenes.count} scenes ({config.scenes.camera.width} px camera)")
-    with tqdm(total=config.scenes.count, unit="scene", file=sys.stderr) as bar:
-        manifest = write_dataset(config.scenes, run_dir / "scenes", lambda d, t: bar.update(1))
-    print(f"       {manifest['count']} scenes in {manifest['seconds']:.1f} s; splits {manifest['splits']}")
-    dataset = SceneDataset(run_dir / "scenes")
-
-    print("[demo] 2/3 drawing one scene per family (BEV + camera)")
-    shown = _show_one_per_family(dataset, run_dir / "show")
-    print(f"       {len(shown)} pictures in {run_dir / 'show'}")
-
-    print(f"[demo] 3/3 scoring the expert and constant velocity ({config.scorer.metric})")
-    table = _score_baselines(dataset, config.scorer.metric)
-    (run_dir / "summary.json").write_text(json.dumps({"manifest": manifest, "scores": table}, indent=1))
-    print(_format_table(table, config.scorer.metric))
-    print(f"[demo] done: {run_dir}")
+    print(f"[demo] run folder: {run_dir}", flush=True)
+    try:
+        summary = _pipeline(config, run_dir, start)
+    except StartupError as err:
+        print(f"elf-vla demo: {err}", file=sys.stderr)
+        return 2
+    finally:
+        stop_ray()
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"[demo] done in {(time.perf_counter() - start) / 60:.1f} min")
+    for name, where in summary["where"].items():
+        print(f"       {name:<16} {where}")
     return 0
 
 
-def _show_one_per_family(dataset, out: Path) -> list[Path]:  # noqa: ANN001
-    from driving.bev import show_scene_image
+def _pipeline(config: Any, run_dir: Path, start: float) -> dict:
+    from cluster.jobs import run_select, run_train
 
-    out.mkdir(parents=True, exist_ok=True)
-    seen: set[str] = set()
-    written = []
-    for entry in dataset.entries():
-        if entry.family in seen:
-            continue
-        seen.add(entry.family)
-        path = out / f"{entry.family}.png"
-        show_scene_image(dataset.load(entry)).save(path)
-        written.append(path)
-    return written
+    minutes: dict[str, float] = {}
 
+    def lap(name: str) -> None:
+        minutes[name] = (time.perf_counter() - start) / 60 - sum(minutes.values())
 
-def _score_baselines(dataset, metric: str) -> dict[str, dict[str, float]]:  # noqa: ANN001
-    """Mean score per family of the expert's plan and of constant velocity."""
-    import numpy as np
-
-    from driving.baselines import constant_velocity_plan
-    from driving.geometry import trajectory_local
-    from scorer import prepare, score
-
-    per_family: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    start = time.perf_counter()
-    for entry in dataset.entries():
-        scene = dataset.load(entry)
-        assert scene.sample is not None
-        plans = np.stack(
-            [trajectory_local(scene.sample.expert, scene.ego), constant_velocity_plan(scene.ego)]
-        )
-        totals = score(prepare(scene), plans, metric).total
-        per_family[entry.family].append((float(totals[0]), float(totals[1])))
-    secs = time.perf_counter() - start
-    table = {}
-    for family, pairs in sorted(per_family.items()):
-        arr = np.asarray(pairs)
-        table[family] = {
-            "n": len(pairs),
-            "expert": float(arr[:, 0].mean()),
-            "constant_velocity": float(arr[:, 1].mean()),
-        }
-    all_pairs = np.asarray([p for pairs in per_family.values() for p in pairs])
-    table["ALL"] = {
-        "n": len(all_pairs),
-        "expert": float(all_pairs[:, 0].mean()),
-        "constant_velocity": float(all_pairs[:, 1].mean()),
-        "ms_per_scene": 1000 * secs / max(1, len(all_pairs)),
+    print(f"[demo] 1/6 generating {config.scenes.count} scenes", flush=True)
+    dataset = _scenes(config, run_dir / "scenes")
+    lap("scenes")
+    print("[demo] 2/6 building a tiny student (tokenizer trained on the training scenes)", flush=True)
+    train_items, test_items = _items(dataset, "train"), _items(dataset, "test")
+    student = _student(config, run_dir / "student-init", train_items)
+    lap("student")
+    print(
+        f"[demo] 3/6 SFT: {config.sft.stage1_steps} QA + {config.sft.stage2_steps} q_base/q_fb steps",
+        flush=True,
+    )
+    sft_dir, sft_eval = _sft(config, student, train_items, dataset, run_dir / "sft")
+    lap("sft")
+    config = _with(config, {"rollout.student_dir": str(sft_dir), "train.scenes_dir": str(dataset.root)})
+    print(
+        f"[demo] 4/6 selecting hard scenes: {config.select.rollouts_per_scene} rollouts per scene", flush=True
+    )
+    manifest, verdicts = run_select(config, run_dir / "select")
+    kept = sum(v.kept for v in verdicts)
+    print(f"       kept {kept} of {len(verdicts)} scenes -> {manifest}", flush=True)
+    lap("select")
+    if kept < config.train.groups_per_step:  # too few hard scenes for a batch: train on the whole split
+        print("       (fewer than one batch kept: training on all training scenes)")
+    else:
+        config = _with(config, {"train.subset": str(manifest)})
+    print(
+        f"[demo] 5/6 ELF-GRPO: {config.train.steps} steps of {config.train.groups_per_step} groups",
+        flush=True,
+    )
+    outcome = run_train(config, run_dir / "train")
+    lap("train")
+    print(f"[demo] 6/6 evaluating on {len(test_items)} test scenes (greedy)", flush=True)
+    table = _evaluate({"SFT": sft_dir, "ELF-GRPO": outcome.checkpoint}, test_items, config.sft.max_new_tokens)
+    lap("evaluate")
+    print(_format_table(table))
+    records = [r.__dict__ for r in outcome.records]
+    return {
+        "minutes": minutes,
+        "sft_validation": sft_eval,
+        "selection": {"scenes": len(verdicts), "kept": kept, "manifest": str(manifest)},
+        "train": records,
+        "evaluation": table,
+        "where": {
+            "run folder": str(run_dir),
+            "training log": str(run_dir / "train" / "log.jsonl"),
+            "plots": ", ".join(str(p) for p in [*outcome.plots, manifest.parent / "selection.png"]),
+            "checkpoint": str(outcome.checkpoint),
+            "metrics": f"http://127.0.0.1:{config.cluster.metrics_port}/metrics (while Ray runs)"
+            if config.cluster.metrics_port
+            else "(cluster.metrics_port not set)",
+            "live view": f"elf-vla top {run_dir / 'train'}",
+        },
     }
+
+
+def _with(config: Any, values: dict[str, Any]) -> Any:
+    """The config with dotted keys set, validated again."""
+    from cluster.config import ExperimentConfig, apply_override
+
+    data = config.model_dump(mode="json")
+    for key, value in values.items():
+        apply_override(data, key.split("."), value, ExperimentConfig)
+    return ExperimentConfig.model_validate(data)
+
+
+def _scenes(config: Any, out: Path) -> Any:
+    from tqdm import tqdm
+
+    from driving.dataset import SceneDataset, write_dataset
+
+    with tqdm(total=config.scenes.count, unit="scene", file=sys.stderr) as bar:
+        manifest = write_dataset(config.scenes, out, lambda d, t: bar.update(1))
+    print(f"       {manifest['count']} scenes in {manifest['seconds']:.0f} s; splits {manifest['splits']}")
+    return SceneDataset(out)
+
+
+def _items(dataset: Any, split: str) -> list:
+    from learner.sft import SceneItem
+
+    return [
+        SceneItem(dataset.load(e), dataset.image(e), e.family, e.difficulty) for e in dataset.entries(split)
+    ]
+
+
+def _student(config: Any, out: Path, train_items: list) -> Path:
+    from actors.model_factory import init_tiny
+
+    report = init_tiny(config.sft.preset, out, [i.scene for i in train_items[:300]], seed=config.sft.seed)
+    print(f"       {report.parameters / 1e6:.2f} M parameters, vocabulary {report.vocab_size}")
+    return out
+
+
+def _sft(config: Any, student: Path, train_items: list, dataset: Any, out: Path) -> tuple[Path, dict]:
+    from dataclasses import asdict
+
+    from learner.sft import build_sft_data, run_sft
+
+    sft = config.sft
+    val = _items(dataset, sft.eval_split)[: sft.eval_scenes]
+    data = build_sft_data(train_items, val, sft)
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_sft(student, data, sft, config.learner, out)
+    assert result.checkpoint is not None, "run_sft checkpoints at its last step"
+    last = asdict(result.evals[-1]) if result.evals else {}
+    return result.checkpoint, {"validation": last, "baselines": result.baselines}
+
+
+def _evaluate(models: dict[str, Path | None], items: list, max_new_tokens: int) -> dict[str, dict]:
+    """Greedy PDMS per difficulty on `items`, with the expert and constant velocity for reference."""
+    from actors.engines import HFEngine
+    from learner.sft import baseline_scores, evaluate
+
+    table = {name: dict(row) for name, row in baseline_scores(items).items()}
+    for name, folder in models.items():
+        if folder is None:
+            continue
+        result = evaluate(HFEngine.from_dir(str(folder), max_batch=64), items, 0, max_new_tokens)
+        table[name] = {**result.by_difficulty, "all": result.pdms, "format_errors": result.format_errors}
     return table
 
 
-def _format_table(table: dict[str, dict[str, float]], metric: str) -> str:
-    head = f"       {'family':<24} {'n':>4}  {'expert':>7}  {'const.vel.':>10}   ({metric})"
-    rows = [
-        f"       {fam:<24} {int(r['n']):>4}  {r['expert']:>7.3f}  {r['constant_velocity']:>10.3f}"
-        for fam, r in table.items()
-    ]
-    return "\n".join([head, *rows])
+def _format_table(table: dict[str, dict]) -> str:
+    cols = sorted({k for row in table.values() for k in row} - {"all", "format_errors"}) + ["all"]
+    lines = [f"       {'test PDMS':<18}" + "".join(f"{c:>11}" for c in cols) + "  format errors"]
+    for name, row in table.items():
+        errors = row.get("format_errors")
+        lines.append(
+            f"       {name:<18}"
+            + "".join(f"{row.get(c, float('nan')):>11.3f}" for c in cols)
+            + (f"  {errors:>6}" if errors is not None else "")
+        )
+    return "\n".join(lines)

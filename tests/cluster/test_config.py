@@ -54,7 +54,8 @@ def test_config_is_frozen():
         ),
         (
             "bogus.x=1",
-            "bogus: unknown key; allowed here: run, scenes, scorer, teacher, rollout, learner, sft",
+            "bogus: unknown key; allowed here: run, scenes, scorer, teacher, rollout, learner, sft, select, "
+            "train, cluster",
         ),
         ("teacher.backend.type=oracle", "teacher.backend"),
         ("scenes.views=[side]", "scenes.views: Value error, unknown view(s) ['side']; allowed: front, bev"),

@@ -1,0 +1,113 @@
+"""PNG plots of a run: the selection's mean/variance plane, and the training curves (reward, all-fail
+groups before/after feedback, reinjections, learner diagnostics, step-time breakdown)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cluster.metrics import PHASES, StepRecord
+
+if TYPE_CHECKING:
+    from cluster.sections import SelectConfig
+    from cluster.select import SceneVerdict
+
+COLOURS = {"hard": "tab:red", "ambiguous": "tab:orange", "mastered": "tab:gray"}
+
+
+def _pyplot():  # noqa: ANN202 - matplotlib.pyplot, headless
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_selection(verdicts: Sequence[SceneVerdict], config: SelectConfig, path: str | Path) -> Path:
+    """Scenes in the (mean, variance) plane, coloured by verdict, with the kept region shaded."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    top = max([v.variance for v in verdicts] + [config.ambiguous_var_min * 2, 0.05]) * 1.1
+    ax.axvspan(0.0, config.hard_mean_max, color="tab:red", alpha=0.08, label="kept: hard (low mean)")
+    ax.fill_between(
+        [config.hard_mean_max, 1.0], config.ambiguous_var_min, top, color="tab:orange", alpha=0.1,
+        label="kept: ambiguous (high variance)",
+    )  # fmt: skip
+    for verdict, colour in COLOURS.items():
+        chosen = [v for v in verdicts if v.verdict == verdict]
+        ax.scatter(
+            [v.mean for v in chosen],
+            [v.variance for v in chosen],
+            s=14,
+            c=colour,
+            label=f"{verdict} ({len(chosen)})",
+        )
+    ax.axvline(config.hard_mean_max, color="k", lw=0.8, ls="--")
+    ax.hlines(config.ambiguous_var_min, config.hard_mean_max, 1.0, color="k", lw=0.8, ls="--")
+    kept = sum(v.kept for v in verdicts)
+    ax.set(
+        xlim=(0.0, 1.0), ylim=(0.0, top), xlabel="mean reward of N rollouts", ylabel="reward variance",
+        title=f"hard-sample selection: {kept} of {len(verdicts)} scenes kept",
+    )  # fmt: skip
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_training(records: Sequence[StepRecord], out_dir: str | Path) -> list[Path]:
+    """training_curves.png (reward, all-fail ratios, reinjections, KL/shaping) and step_time.png (the
+    phases of each step, stacked)."""
+    if not records:
+        return []
+    plt = _pyplot()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = [r.step for r in records]
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), dpi=100)
+    ax = axes[0, 0]
+    ax.plot(steps, [r.reward_mean for r in records], marker="o", label="q_base responses")
+    ax.plot(steps, [r.correction_reward_mean for r in records], marker="x", label="corrections (q_fb)")
+    ax.set(title="mean reward", xlabel="step", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    ax = axes[0, 1]
+    ax.plot(steps, [r.all_fail_ratio_before for r in records], marker="o", label="before feedback")
+    ax.plot(steps, [r.all_fail_ratio_after for r in records], marker="x", label="after reinjection")
+    ax.set(title="all-fail group ratio", xlabel="step", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    ax = axes[1, 0]
+    ax.bar(steps, [r.reinjections for r in records], color="tab:green", label="reinjections")
+    ax.plot(steps, [r.format_errors for r in records], color="tab:red", marker=".", label="format errors")
+    ax.set(title="reinjections and format errors per step", xlabel="step")
+    ax.legend(fontsize=8)
+    ax = axes[1, 1]
+    ax.plot(steps, [r.kl for r in records], marker="o", label="KL to reference")
+    ax.plot(steps, [r.shaping_weight_mean for r in records], marker="x", label="shaping weight f(π)")
+    ax.plot(steps, [r.clip_fraction for r in records], marker=".", label="clip fraction")
+    ax.set(title="learner", xlabel="step")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    curves = out / "training_curves.png"
+    fig.savefig(curves)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    bottom = [0.0] * len(records)
+    for phase in PHASES:
+        values = [r.seconds.get(phase, 0.0) for r in records]
+        ax.bar(steps, values, bottom=bottom, label=phase)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax.plot(
+        steps, [r.seconds.get("step", 0.0) for r in records], color="k", marker="o", label="step wall time"
+    )
+    ax.set(title="step time by phase [s]", xlabel="step", ylabel="seconds")
+    ax.legend(fontsize=8, ncol=4)
+    fig.tight_layout()
+    timing = out / "step_time.png"
+    fig.savefig(timing)
+    plt.close(fig)
+    return [curves, timing]

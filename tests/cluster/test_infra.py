@@ -1,0 +1,115 @@
+"""What ships next to the code: the paper-scale config, `ray_cluster.yaml` against Ray's own cluster
+schema, the Grafana dashboard against the metric names, and the resource layout of configs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster.config import ConfigError, load_config
+from cluster.resources import requests_of
+from cluster.runs import DEMO_CONFIG, REPO_ROOT
+
+H20 = REPO_ROOT / "configs" / "h20_8b.yaml"
+
+
+def test_paper_scale_config_loads_without_its_model_folders():
+    cfg = load_config(H20)
+    assert not Path(cfg.rollout.student_dir).exists()  # existence is checked at start-up, not here
+    assert cfg.teacher.backend.type == "vlm" and "Qwen3-VL-32B" in str(cfg.teacher.backend.model_path)
+    assert cfg.rollout.engine == "vllm" and cfg.learner.zero_stage == 3
+    gpus = (
+        cfg.rollout.replicas * cfg.rollout.num_gpus_per_replica
+        + cfg.learner.ranks * cfg.learner.num_gpus_per_rank
+        + cfg.teacher.serve.replicas * cfg.teacher.serve.num_gpus_per_replica
+    )
+    assert gpus == 64
+    assert (cfg.train.group_size, cfg.train.correct_threshold, cfg.train.reinject_top_k) == (8, 0.8, 1)
+    assert cfg.learner.loss.gamma == 0.1
+
+
+def test_demo_config_is_the_embedded_default():
+    cfg = load_config(DEMO_CONFIG)
+    assert cfg.cluster.address is None and cfg.teacher.backend.type == "analytic"
+    assert cfg.learner.ranks == 0 and cfg.rollout.engine == "hf"
+
+
+def test_components_scale_independently_in_their_placement_groups():
+    cfg = load_config(H20)
+    layout = {r.name: (r.count, r.bundles()[0]) for r in requests_of(cfg)}
+    assert layout["rollout"] == (16, {"CPU": 8.0, "GPU": 1.0, "elfvla_rollout": 1.0})
+    assert layout["learner"] == (32, {"CPU": 8.0, "GPU": 1.0, "elfvla_learner": 1.0})
+    assert layout["scorer"] == (64, {"CPU": 1.0, "elfvla_scorer": 1.0})
+    more = load_config(H20, ["rollout.replicas=24", "scorer.actors=8"])
+    counts = {r.name: r.count for r in requests_of(more)}
+    assert counts == {"rollout": 24, "scorer": 8, "learner": 32}
+    local = load_config(None, ["rollout.replicas=0", "scorer.actors=0"])
+    assert requests_of(local) == []
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.max_feedback_per_group=9", "train: Value error, max_feedback_per_group (9) > group_size (8)"),
+        ("train.reinject_top_k=3", "reinject_top_k (3) > max_feedback_per_group (2)"),
+        ("train.trigger=some_fail", "train.trigger: Input should be 'all_fail' or 'any_fail'"),
+        ("train.mode=fast", "train.mode: Input should be 'sync' or 'async'"),
+        ("rollout.sampling.temperature=0.7", "learner.loss.temperature (1.0) must equal rollout.sampling"),
+        ("cluster.bundle_resources={teacher: x}", "cluster.bundle_resources.teacher"),
+    ],
+)
+def test_bad_controller_settings_name_their_keys(override, key):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert key.replace("Value error, ", "") in str(info.value)
+
+
+def test_ray_cluster_yaml_matches_rays_schema():
+    import jsonschema
+    import ray.autoscaler
+
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    cluster = yaml.safe_load((REPO_ROOT / "ray_cluster.yaml").read_text())
+    jsonschema.validate(cluster, schema)
+    types = cluster["available_node_types"]
+    assert cluster["head_node_type"] in types
+    gpu_types = {name for name, t in types.items() if t["resources"].get("GPU", 0) > 0}
+    assert gpu_types == {"gpu_rollout", "gpu_learner", "gpu_teacher"}
+    assert types["cpu_scorer"]["resources"]["GPU"] == 0
+    gpus = sum(t["resources"].get("GPU", 0) * t["min_workers"] for t in types.values())
+    assert gpus == 64
+    assert any("pip install" in c and "-e" in c for c in cluster["setup_commands"])
+    # the node resources the paper-scale config pins its placement groups to exist on the node types
+    advertised = {k for t in types.values() for k in t["resources"]}
+    assert set(load_config(H20).cluster.bundle_resources.values()) <= advertised
+
+
+def test_grafana_dashboard_queries_only_metrics_that_exist():
+    from cluster import metrics
+
+    dashboard = json.loads((REPO_ROOT / "cluster" / "grafana_dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {
+        re.sub(r"_(total|bucket|count|sum)$", "", m)
+        for e in exprs
+        for m in re.findall(r"ray_(elfvla_\w+)", e)
+    }
+    source = Path(metrics.__file__).read_text()
+    teacher = (REPO_ROOT / "teacher_service" / "serve_app.py").read_text()
+    teacher += (REPO_ROOT / "teacher_service" / "client.py").read_text()
+    defined = {f"elfvla_{n}" for n in re.findall(r'(?:counter|gauge|histogram)\(\s*"(\w+)"', source)}
+    defined |= set(re.findall(r'"(elfvla_\w+)"', teacher))
+    assert used and used <= defined, sorted(used - defined)
+    for name in (
+        "all_fail_ratio",
+        "reinjections",
+        "rollouts",
+        "tokens_per_second",
+        "kl",
+        "weight_sync_seconds",
+    ):
+        assert f"elfvla_{name}" in used

@@ -1,0 +1,112 @@
+"""The ELF-GRPO loop on the memorised tiny student (see conftest): reinjection exactly when a correction
+beats the group's maximum, the shaped flag, advantages over the union, versions, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cluster.config import load_config
+from cluster.jobs import start_services
+from cluster.loop import LOG, ElfGrpoTrainer, training_entries
+from cluster.metrics import read_log
+from cluster.resources import ResourceLayout
+from cluster.rollouts import rewards
+from driving.dataset import SceneDataset
+from learner.batch import build_train_batch
+from learner.losses import group_advantages
+from tests.cluster.conftest import overrides
+
+
+def make_trainer(memorised, run_dir, **extra) -> ElfGrpoTrainer:
+    config = load_config(None, overrides(memorised, **extra))
+    dataset = SceneDataset(config.train.scenes_dir)
+    entries = training_entries(dataset, config.train.split, config.train.subset)
+    services = start_services(config, ResourceLayout())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return ElfGrpoTrainer(config, services, dataset, entries, run_dir)
+
+
+@pytest.fixture(scope="module")
+def trainer(memorised, tmp_path_factory):
+    t = make_trainer(memorised, tmp_path_factory.mktemp("run"))
+    yield t
+    t.s.shutdown()
+
+
+@pytest.fixture(scope="module")
+def experience(trainer):
+    return trainer.collect(1)
+
+
+def test_reinjected_exactly_when_a_correction_beats_the_group_max(trainer, experience, memorised):
+    k = trainer.config.train.reinject_top_k
+    assert [g.prompt.scene_id for g in experience.groups] == experience.record.scene_ids
+    for group, corrections in zip(experience.groups, experience.corrections):
+        best = max(rewards(group.rollouts))
+        beating = sorted((r for r in corrections if r.score.score > best), key=lambda r: -r.score.score)
+        assert list(group.reinjected) == beating[:k]
+        assert all(r.kind == "fb" for r in group.reinjected)
+    reinjected = [g for g in experience.groups if g.reinjected]
+    assert reinjected, "the memorised correction of scene A beats its group"
+    assert memorised.scene_a in {g.prompt.scene_id for g in reinjected}
+    record = experience.record
+    assert record.reinjections == sum(len(g.reinjected) for g in experience.groups)
+    assert record.all_fail_before >= 1 and record.all_fail_after < record.all_fail_before
+    assert record.diagnoses >= 1 and record.groups == 2 and record.rollouts == 4
+
+
+def test_reinjected_rows_are_shaped_and_advantages_span_the_union(trainer, experience):
+    batch = build_train_batch(experience.groups, trainer.s.processor)
+    shaped = [False] * 0
+    union_rewards, group_ids = [], []
+    for g, group in enumerate(experience.groups):
+        for r, is_shaped in [(r, False) for r in group.rollouts] + [(r, True) for r in group.reinjected]:
+            shaped.append(is_shaped)
+            union_rewards.append(r.score.score)
+            group_ids.append(g)
+    assert batch.shaped.tolist() == shaped and sum(shaped) == experience.record.reinjections
+    expected = group_advantages(torch.tensor(union_rewards), torch.tensor(group_ids))
+    torch.testing.assert_close(batch.advantages, expected)
+    # a reinjected correction beat every original of its group: the top advantage, and positive
+    assert all(a > 0 for a, s in zip(batch.advantages.tolist(), shaped) if s)
+
+
+def test_a_step_updates_syncs_and_logs(trainer, experience):
+    stats = trainer.learn(experience)
+    assert stats.shaped_samples == experience.record.reinjections
+    version = trainer.sync()
+    assert version == 1 == trainer.s.rollouts.version
+    assert trainer.s.rollouts.replica_versions() == [1]
+
+
+def test_resume_reproduces_the_next_step(memorised, tmp_path):
+    straight = make_trainer(memorised, tmp_path / "a")
+    try:
+        full = straight.run()
+    finally:
+        straight.s.shutdown()
+    first = make_trainer(memorised, tmp_path / "b", **{"train.steps": 1})
+    try:
+        first.run()
+    finally:
+        first.s.shutdown()
+    resumed = make_trainer(memorised, tmp_path / "b")
+    try:
+        step, prefetched = resumed.restore()
+        assert (step, prefetched) == (2, None)
+        [again] = resumed.run(step)
+    finally:
+        resumed.s.shutdown()
+    expected = full[1]
+    assert again.scene_ids == expected.scene_ids and again.step == 2 and again.version == 2
+    for name in ("reward_mean", "tokens", "format_errors", "reinjections", "all_fail_after", "samples"):
+        assert getattr(again, name) == getattr(expected, name), name
+    for name in ("loss", "kl", "grad_norm"):
+        assert getattr(again, name) == pytest.approx(getattr(expected, name), rel=1e-4, abs=1e-7), name
+    logged = read_log(tmp_path / "b" / LOG)
+    assert [r.step for r in logged] == [1, 2]
+    controller = json.loads((tmp_path / "b" / "checkpoints" / "step-000002" / "controller.json").read_text())
+    assert controller["step"] == 2
