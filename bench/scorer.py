@@ -1,7 +1,8 @@
 """Scorer speed on one core, against NAVSIM's own scorer.
 
 Per scene (median over varied scenes, each timed as the best of a few repeats so that a busy machine
-disturbs the figures less; wall-clock and CPU time, the latter unaffected by waiting for a shared core):
+disturbs the figures less; wall-clock and CPU time of the same runs, the latter unaffected by waiting for
+a shared core, though not by sharing it):
   (a) prepare + score of one candidate: the scene cache, PDM-Closed's reference and the candidate, all in
       the timing (what NAVSIM's 185 ms PDMS / 404 ms EPDMS anchors measure);
   (b) score of 8 candidates on a cached scene (the RL loop's marginal cost per group).
@@ -26,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
@@ -67,25 +67,32 @@ def _generated(count: int) -> list[Scene]:
     return [generate_scene(names[i % len(names)], 1000 + i, f"bench-{i}") for i in range(count)]
 
 
-def _best(fn, repeats: int, clock) -> float:  # noqa: ANN001
-    best = float("inf")
+def _best(fn, repeats: int) -> tuple[float, float]:  # noqa: ANN001
+    """Best of `repeats` runs [ms]: (wall clock, CPU time of this process)."""
+    wall = cpu = float("inf")
     for _ in range(repeats):
-        start = clock()
+        w0, c0 = time.perf_counter(), time.process_time()
         fn()
-        best = min(best, clock() - start)
-    return best * 1000.0
+        c1, w1 = time.process_time(), time.perf_counter()
+        wall, cpu = min(wall, w1 - w0), min(cpu, c1 - c0)
+    return wall * 1000.0, cpu * 1000.0
 
 
-def _per_scene(scenes: list[Scene], metric: str, repeats: int, clock) -> tuple[list[float], list[float]]:  # noqa: ANN001
+def _per_scene(scenes: list[Scene], metric: str, repeats: int) -> tuple[np.ndarray, np.ndarray]:
+    """(S, 2) [wall, cpu] ms per scene for (a) prepare + 1 candidate and (b) 8 candidates, cached scene."""
     single, group = [], []
     for scene in scenes:
         plan = np.asarray(scene.trajectory.poses)[None]
-        single.append(_best(lambda s=scene, p=plan: score(prepare(s), p, metric), repeats, clock))
+        single.append(_best(lambda s=scene, p=plan: score(prepare(s), p, metric), repeats))
         cache = prepare(scene)
         score(cache, plan, metric)  # reference built: (b) is the marginal cost of a group
         plans = plan + np.random.default_rng(0).normal(0.0, 0.5, (8, 8, 3)) * [1.0, 1.0, 0.02]
-        group.append(_best(lambda c=cache, p=plans: score(c, p, metric), repeats, clock))
-    return single, group
+        group.append(_best(lambda c=cache, p=plans: score(c, p, metric), repeats))
+    return np.array(single), np.array(group)
+
+
+def _load() -> str:
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
 
 
 def _startup_ms(path: Path, repeats: int = 5) -> tuple[float, float]:
@@ -117,21 +124,21 @@ def main() -> None:
     scenes += _generated(args.generated)
     for scene in scenes[:3]:  # warm up imports and caches
         score(prepare(scene), np.asarray(scene.trajectory.poses)[None], "epdms")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"scorer bench: {len(scenes)} scenes, one core, best of {args.repeats} per scene, load {load:.1f}")
-    for clock_name, clock in (("wall", time.perf_counter), ("cpu", time.process_time)):
-        for metric in ("pdms", "epdms"):
-            single, group = _per_scene(scenes, metric, args.repeats, clock)
-            med, gmed = statistics.median(single), statistics.median(group)
-            ratio = NAVSIM_MS[metric] / med
+    print(f"scorer bench: {len(scenes)} scenes, one core, best of {args.repeats} per scene, load {_load()}")
+    for metric in ("pdms", "epdms"):
+        single, group = _per_scene(scenes, metric, args.repeats)
+        for i, clock in enumerate(("wall", "cpu")):
+            med, gmed = np.median(single[:, i]), np.median(group[:, i])
             print(
-                f"[{clock_name}] {metric:5s} (a) prepare+score 1 candidate: median {med:6.2f} ms (min "
-                f"{min(single):5.2f}, max {max(single):6.2f}); NAVSIM {NAVSIM_MS[metric]:.0f} ms -> {ratio:5.1f}x"
+                f"[{clock:4s}] {metric:5s} (a) prepare+score 1 candidate: median {med:6.2f} ms (min "
+                f"{single[:, i].min():5.2f}, max {single[:, i].max():6.2f}); NAVSIM {NAVSIM_MS[metric]:.0f} ms "
+                f"-> {NAVSIM_MS[metric] / med:5.1f}x"
             )
             print(
-                f"[{clock_name}] {metric:5s} (b) score 8 candidates, cached: median {gmed:6.2f} ms "
-                f"({gmed / 8:5.2f} ms per candidate, max {max(group):6.2f})"
+                f"[{clock:4s}] {metric:5s} (b) score 8 candidates, cached: median {gmed:6.2f} ms "
+                f"({gmed / 8:5.2f} ms per candidate, max {group[:, i].max():6.2f})"
             )
+    print(f"load at the end: {_load()}")
     help_ms, score_ms = _startup_ms(SHARED[0])
     print(
         f"elf-vla --help: {help_ms:.0f} ms; elf-vla score <one scene>: {score_ms:.0f} ms (process start included)"

@@ -176,8 +176,9 @@ def _score_poses(cache: SceneCache, local: np.ndarray, interval: float, metric: 
         )
     version = 1 if metric == "pdms" else 2
     states = cache.simulate(plan_to_poses(cache.origin, local, interval))
+    fp = cache.footprint(states)
     ref = cache.reference(version)
-    m, ref_m = cache.evaluate(version, states)
+    m, ref_m = cache.evaluate(version, fp)
     ref_masked = float((ref_m.progress * ref_m.multiplier)[0])
     ep = progress_score(m, np.maximum(ref_masked, m.progress * m.multiplier))
     k = len(local)

@@ -1,9 +1,10 @@
 """Oriented boxes: corners with nuPlan's arithmetic, and exact intersection tests.
 
 Corners are computed as nuPlan's `translate_longitudinally_and_laterally` does, so they are the same floats
-as NAVSIM's polygons. Intersections are decided by GEOS (`shapely.intersects`, touching counts) on those
-corners; vectorised tests with a 1 µm margin (separating axes, bounding boxes) only discard pairs that are
-certainly apart, so the answer is GEOS's while most pairs never reach it.
+as NAVSIM's polygons. Intersections are GEOS's (`shapely.intersects`, touching counts) on those corners: vectorised tests with
+a 1 µm margin (separating axes, bounding boxes) first discard pairs that are certainly apart, then
+`box_intersects` decides the rest with exact orientation signs (Shewchuk's error bound), and only the
+pairs within rounding of touching reach GEOS.
 """
 
 from __future__ import annotations
@@ -48,13 +49,23 @@ def ego_centers(states: np.ndarray) -> np.ndarray:
     return out
 
 
+_EGO_LON = EGO_HALF_LENGTH * _LON_SIGN  # the ego's corners along and across its heading, as `box_corners`
+_EGO_LAT = EGO_HALF_WIDTH * _LAT_SIGN
+_TO_CENTER = np.array(EGO_REAR_AXLE_TO_CENTER)
+
+
 def ego_coords(states: np.ndarray) -> np.ndarray:
-    """(..., ≥3) rear-axle states -> (..., 5, 2): the four corners (FL, RL, RR, FR) and the centre."""
+    """(..., ≥3) rear-axle states -> (..., 5, 2): the four corners (FL, RL, RR, FR) and the centre —
+    `box_corners` of `ego_centers`, with the cosines and sines shared."""
+    h = states[..., 2]
+    cos, sin = np.cos(h), np.sin(h)
+    turned = h + _HALF_PI
+    cos_lat, sin_lat = np.cos(turned)[..., None], np.sin(turned)[..., None]
     out = np.empty(states.shape[:-1] + (5, 2))
-    out[..., 4, :] = centers = ego_centers(states)
-    out[..., :4, :] = box_corners(
-        centers[..., 0], centers[..., 1], states[..., 2], EGO_HALF_LENGTH, EGO_HALF_WIDTH
-    )
+    cx = np.add(states[..., 0], _TO_CENTER * cos, out=out[..., 4, 0])
+    cy = np.add(states[..., 1], _TO_CENTER * sin, out=out[..., 4, 1])
+    np.add(cx[..., None], _EGO_LAT * cos_lat + _EGO_LON * cos[..., None], out=out[..., :4, 0])
+    np.add(cy[..., None], _EGO_LAT * sin_lat + _EGO_LON * sin[..., None], out=out[..., :4, 1])
     return out
 
 
@@ -80,14 +91,50 @@ def obb_maybe_intersect(
     )
 
 
+# Shewchuk's bound on the error of the floating-point orientation determinant (robust predicates, 1997):
+# beyond it the sign of the determinant is exact
+ORIENTATION_ERROR = (3.0 + 16.0 * 2.0**-53) * 2.0**-53
+MIN_EDGE2 = 1e-12  # [m²] boxes with a shorter edge are left to GEOS
+
+
+def _edge_sides(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each edge of anticlockwise quadrilaterals a (M, 4, 2): are all four corners of b (M, 4, 2)
+    certainly strictly to its right (the edge's line separates them), is one certainly not — (M, 4) each."""
+    start, end, p = a[:, :, None], np.roll(a, -1, axis=1)[:, :, None], b[:, None]  # (M, 4, 1|4, 2)
+    left = (start[..., 0] - p[..., 0]) * (end[..., 1] - p[..., 1])
+    right = (start[..., 1] - p[..., 1]) * (end[..., 0] - p[..., 0])
+    det, bound = left - right, ORIENTATION_ERROR * (np.abs(left) + np.abs(right))  # (M, 4 edges, 4 corners)
+    return ((-det >= bound) & (det < 0.0)).all(axis=2), (det >= bound).any(axis=2)
+
+
+def box_intersects(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(M, 4, 2) vs (M, 4, 2) anticlockwise box corners (`box_corners` order) -> (M,) GEOS `intersects` of
+    the two polygons (touching counts). Convex polygons are disjoint iff the line of an edge of one has all
+    corners of the other strictly on its outer side; each side is decided by the sign of an orientation
+    determinant where rounding cannot flip it, and by GEOS itself for the pairs where it could."""
+    out = np.zeros(len(a), dtype=bool)
+    if len(a) == 0:
+        return out
+    separated_a, open_a = _edge_sides(a, b)
+    separated_b, open_b = _edge_sides(b, a)
+    separated = separated_a.any(axis=1) | separated_b.any(axis=1)
+    touching = open_a.all(axis=1) & open_b.all(axis=1)
+    edges2 = np.concatenate([a - np.roll(a, -1, axis=1), b - np.roll(b, -1, axis=1)], axis=1) ** 2
+    degenerate = (edges2.sum(axis=2) < MIN_EDGE2).any(axis=1)
+    out[touching] = True
+    unsure = np.flatnonzero((separated == touching) | degenerate)
+    if unsure.size:
+        out[unsure] = shapely.intersects(polygons(a[unsure]), polygons(b[unsure]))
+    return out
+
+
 def intersects(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, 4, 2) vs (N, 4, 2) corner sets -> (N,) GEOS `intersects` of the two box polygons (pairs whose
-    bounding boxes are apart by more than the margin skip GEOS)."""
+    bounding boxes are apart by more than the margin skip the exact test)."""
     near = (a.min(axis=1) <= b.max(axis=1) + SAT_MARGIN).all(axis=1) & (
         b.min(axis=1) <= a.max(axis=1) + SAT_MARGIN
     ).all(axis=1)
     out = np.zeros(a.shape[0], dtype=bool)
     idx = np.nonzero(near)[0]
-    if idx.size:
-        out[idx] = shapely.intersects(polygons(a[idx]), polygons(b[idx]))
+    out[idx] = box_intersects(a[idx], b[idx])
     return out

@@ -1,14 +1,17 @@
 """The per-scene cache (NAVSIM's metric cache), built once and reused for any number of candidates.
 
 `prepare(scene)` builds what every metric needs: the map and drivable-area map, the corrected route and
-its centerline, the ego's initial state and history. What depends on the NAVSIM version (the scoring
-observation, PDM-Closed's choice of reference, the human trajectory's sub-metrics) is built on first use
-and kept, so a cache serves PDMS and EPDMS alike and pays only for what is asked.
+its centerline, the ego's initial state. What depends on the NAVSIM version (the scoring observation,
+PDM-Closed's choice of reference, the human trajectory's sub-metrics, the history that pads history
+comfort) is built on first use and kept, so a cache serves PDMS and EPDMS alike and pays only for what is
+asked.
 
-PDM-Closed's proposals do not depend on the version; their simulation is shared too. The reference is
-the best proposal, simulated from the ego's initial state. NAVSIM stores it as a trajectory, samples it
-back at the same 0.1 s knots (which may change the last bit of a pose) and simulates it a second time
-next to the candidate; the first simulation is reused here instead.
+PDM-Closed's proposals do not depend on the version; their simulation and their footprint (the map-only
+part of the sub-metrics) are shared too, and computed in the same batch as the first candidates (rows are
+independent, so nothing changes but time). The reference is the best proposal, simulated from the ego's
+initial state. NAVSIM stores it as a trajectory, samples it back at the same 0.1 s knots (which may change
+the last bit of a pose) and simulates it a second time next to the candidate; the first simulation is
+reused here instead.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from scorer.mapdata import DrivableMap, MapModel, build_drivable_map, build_map
 from scorer.observation import Observation, forecast_observation, red_light_polygons, scoring_observation
 from scorer.reference import generate_proposals, proposal_paths
 from scorer.route import Route, build_route, route_lanes
-from scorer.scoring import Context, Metrics, evaluate, progress_score, weighted_score
+from scorer.scoring import Context, Footprint, Metrics, evaluate, footprint, progress_score, weighted_score
 from scorer.simulation import simulate
 
 V1_FRAMES, V1_STEPS = 11, 51  # agent frames (0-5 s) and 10 Hz steps NAVSIM v1 observes
@@ -39,6 +42,7 @@ class Reference:
     index: int  # proposal index (path-major: centerline, -1 m, +1 m; policies 0.2..1.0 × limit)
     poses: np.ndarray  # (41, 3) global rear-axle poses of the proposal
     states: np.ndarray  # (1, 41, 11) simulated
+    footprint: Footprint  # its footprint, taken from the proposals' (rows are independent)
     metrics: Metrics | None = None
 
 
@@ -53,7 +57,6 @@ class SceneCache:
     map: MapModel
     drivable: DrivableMap
     route: Route
-    history: np.ndarray  # (14, 11) ego states -1.5..-0.2 s for history comfort
     _lazy: dict = field(default_factory=dict)
 
     # --- shared by both versions ------------------------------------------------------------
@@ -82,6 +85,22 @@ class SceneCache:
         if "proposal_states" not in self._lazy:
             self.simulate(np.zeros((0, self.proposal_poses().shape[1], 3)))
         return self._lazy["proposal_states"]
+
+    def footprint(self, states: np.ndarray) -> Footprint:
+        """Footprint of simulated states (K, 41, 11). The first call also computes the proposals' in the same
+        batch (rows are independent), as `simulate` does."""
+        route = self.route
+        if "proposal_footprint" in self._lazy:
+            return footprint(states, self.drivable, route.lane_ids, route.centerline)
+        proposals = self.proposal_states()
+        both = footprint(np.concatenate([proposals, states]), self.drivable, route.lane_ids, route.centerline)
+        self._lazy["proposal_footprint"] = both.take(slice(0, len(proposals)))
+        return both.take(slice(len(proposals), None))
+
+    def proposal_footprint(self) -> Footprint:
+        if "proposal_footprint" not in self._lazy:
+            self.footprint(np.zeros((0,) + self.proposal_states().shape[1:]))
+        return self._lazy["proposal_footprint"]
 
     def forecast(self) -> Observation:
         """PDM-Closed's own constant-velocity observation (red lights of the corrected route)."""
@@ -112,26 +131,33 @@ class SceneCache:
         """PDM-Closed's best proposal under `version`'s scorer (against its own forecast observation)."""
         key = f"reference{version}"
         if key not in self._lazy:
-            states = self.proposal_states()
+            fp = self.proposal_footprint()
             planner_ctx = Context(
                 version, self.drivable, self.route.lane_ids, self.route.centerline, self.forecast()
             )
-            m = evaluate(states, planner_ctx)
-            masked_max = np.full(len(states), (m.progress * m.multiplier).max())
+            m = evaluate(fp, planner_ctx)
+            masked_max = np.full(len(fp.states), (m.progress * m.multiplier).max())
             best = int(np.argmax(weighted_score(m, progress_score(m, masked_max))))
-            self._lazy[key] = Reference(best, self.proposal_poses()[best], states[best : best + 1])
+            row = slice(best, best + 1)
+            self._lazy[key] = Reference(best, self.proposal_poses()[best], fp.states[row], fp.take(row))
         return self._lazy[key]
 
-    def evaluate(self, version: int, states: np.ndarray) -> tuple[Metrics, Metrics]:
-        """Sub-metrics of candidate states (K, 41, 11) and of the reference, against the scoring observation
+    def evaluate(self, version: int, fp: Footprint) -> tuple[Metrics, Metrics]:
+        """Sub-metrics of candidates (their footprint) and of the reference, against the scoring observation
         (the reference's are computed in the same batch the first time, then kept)."""
         ref = self.reference(version)
-        ctx, hist = self.context(version), (self.history if version == 2 else None)
+        ctx, hist = self.context(version), (self.history() if version == 2 else None)
         if ref.metrics is not None:
-            return evaluate(states, ctx, hist), ref.metrics
-        both = evaluate(np.concatenate([ref.states, states]), ctx, hist)
+            return evaluate(fp, ctx, hist), ref.metrics
+        both = evaluate(ref.footprint.concat(fp), ctx, hist)
         ref.metrics = both.take(np.array([0]))
-        return both.take(np.arange(1, len(states) + 1)), ref.metrics
+        return both.take(np.arange(1, len(fp.states) + 1)), ref.metrics
+
+    def history(self) -> np.ndarray:
+        """(14, 11) ego states -1.5..-0.2 s that pad history comfort (EPDMS)."""
+        if "history" not in self._lazy:
+            self._lazy["history"] = _history_states(self.scene)
+        return self._lazy["history"]
 
     def human_metrics(self) -> Metrics | None:
         """v2 sub-metrics of the logged human plan scored alone (no history), for the penalty filter."""
@@ -145,7 +171,9 @@ class SceneCache:
             states = simulate(
                 self.initial_state, plan_to_poses(self.origin, local[None], human.interval_length)
             )
-            self._lazy["human"] = evaluate(states, self.context(2))
+            route = self.route
+            fp = footprint(states, self.drivable, route.lane_ids, route.centerline)
+            self._lazy["human"] = evaluate(fp, self.context(2))
         return self._lazy["human"]
 
 
@@ -196,7 +224,7 @@ def _history_states(scene: Scene) -> np.ndarray:
 
 
 def prepare(scene: Scene) -> SceneCache:
-    """Build the scene cache: map, drivable area, route and centerline, initial state and history."""
+    """Build the scene cache: map, drivable area, route and centerline, initial state."""
     origin = np.array([scene.ego.x, scene.ego.y, scene.ego.heading], dtype=np.float64)
     initial = _initial_state(scene)
     center = ego_centers(initial[None, :3])[0]
@@ -204,4 +232,4 @@ def prepare(scene: Scene) -> SceneCache:
     model = build_map(scene)
     drivable = build_drivable_map(model, center, MAP_RADIUS)
     route = build_route(model, drivable, scene.map.route_roadblock_ids, origin, center, polygons(ego_box))
-    return SceneCache(scene, origin, initial, ego_box, model, drivable, route, _history_states(scene))
+    return SceneCache(scene, origin, initial, ego_box, model, drivable, route)

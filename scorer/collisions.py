@@ -2,7 +2,7 @@
 
 NAVSIM walks time steps in order and, per proposal, forgets an object after its first collision that is
 not the ego's fault. Here every (proposal, step, object) contact is found at once — centre distances
-first, then boxes (GEOS-exact, see `boxes`) — and that rule becomes: a contact at fault counts only if it
+first, then boxes (exactly as GEOS decides, see `boxes`) — and that rule becomes: a contact at fault counts only if it
 comes before the first contact with the same object that is not (for TTC, events are ordered by step,
 then by projection 0, 0.3, 0.6, 0.9 s, as NAVSIM's nested loop). Collision classes follow nuPlan:
 ego stopped (≤ 0.05 m/s) → not at fault; object stopped (≤ 5e-3 m/s at its first box) or static → at
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from scorer.boxes import SAT_MARGIN, obb_maybe_intersect, polygons
+from scorer.boxes import SAT_MARGIN, box_intersects, obb_maybe_intersect, polygons
 from scorer.constants import (
     AHEAD_ANGLE_DEG,
     BEHIND_ANGLE_DEG,
@@ -71,33 +71,40 @@ def relative_angle(poses: np.ndarray, corners: np.ndarray, centers: np.ndarray) 
 _AHEAD, _BEHIND = np.deg2rad(AHEAD_ANGLE_DEG), np.deg2rad(BEHIND_ANGLE_DEG)
 
 
-def _contacts(
-    ego_corners: np.ndarray,
+def _candidates(
     ego_centers: np.ndarray,
     ego_headings: np.ndarray,
-    obj_corners: np.ndarray,
     obj_centers: np.ndarray,
     obj_headings: np.ndarray,
     half_size: np.ndarray,
     active: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(k, n, o) of every contact between ego boxes (K, N, 4, 2) and object boxes (O, N, 4, 2) at the same
-    index n where `active` (K, O, N) allows it: centre distances first, then a separating-axis test with
-    a margin, then GEOS on the corners for the pairs left."""
+    """(k, o, n) of the ego boxes (K, N) and object boxes (O, N) at the same index n that may touch where
+    `active` (K, O, N) allows it: centre distances first, then a separating-axis test with a margin."""
     radius = np.hypot(half_size[:, 0], half_size[:, 1])
-    dx = obj_centers[None, :, :, 0] - ego_centers[:, None, :, 0]  # (K, O, N)
-    dy = obj_centers[None, :, :, 1] - ego_centers[:, None, :, 1]
-    reach = (EGO_RADIUS + radius + SAT_MARGIN)[None, :, None]
-    k, o, n = np.nonzero(active & (dx * dx + dy * dy <= reach * reach))
-    d = np.stack([dx[k, o, n], dy[k, o, n]], axis=-1)
-    maybe = obb_maybe_intersect(d, ego_headings[k, n], EGO_HALF_SIZE[None], obj_headings[o, n], half_size[o])
-    k, o, n = k[maybe], o[maybe], n[maybe]
-    hit = (
-        shapely.intersects(polygons(ego_corners[k, n]), polygons(obj_corners[o, n]))
-        if k.size
-        else k.astype(bool)
+    reach = EGO_RADIUS + radius + SAT_MARGIN  # (O,)
+    # objects whose centres stay farther than their reach from the box around all ego centres take no part
+    margin = (reach * (1.0 + 1e-9) + 1e-9)[:, None]
+    flat = ego_centers.reshape(-1, 2)
+    near = np.flatnonzero(
+        (
+            (obj_centers.min(axis=1) - margin <= flat.max(axis=0))
+            & (obj_centers.max(axis=1) + margin >= flat.min(axis=0))
+        ).all(axis=1)
     )
-    return k[hit], n[hit], o[hit]
+    if near.size == 0:
+        return near, near, near
+    centers = obj_centers[near]
+    dx = centers[None, :, :, 0] - ego_centers[:, None, :, 0]  # (K, O', N)
+    dy = centers[None, :, :, 1] - ego_centers[:, None, :, 1]
+    reach = reach[near][None, :, None]
+    k, o, n = np.nonzero(active[:, near] & (dx * dx + dy * dy <= reach * reach))
+    if k.size == 0:
+        return k, o, n
+    dx, dy, o = dx[k, o, n], dy[k, o, n], near[o]
+    d = np.stack([dx, dy], axis=-1)
+    maybe = obb_maybe_intersect(d, ego_headings[k, n], EGO_HALF_SIZE[None], obj_headings[o, n], half_size[o])
+    return k[maybe], o[maybe], n[maybe]
 
 
 def _first_count(keys: np.ndarray, order: np.ndarray, at_fault: np.ndarray) -> np.ndarray:
@@ -122,16 +129,18 @@ def no_at_fault_collisions(
     k_count, t_count = states.shape[:2]
     corners, centers, headings, present = obs.at_step(np.arange(t_count))
     active = (present & ~obs.collided[:, None])[None]
-    k, t, o = _contacts(
-        ego_corners, ego_centers, states[..., S.HEADING], corners, centers, headings, obs.half_size, active
-    )
+    k, o, t = _candidates(ego_centers, states[..., S.HEADING], centers, headings, obs.half_size, active)
+    hit = box_intersects(ego_corners[k, t], corners[o, t])
+    k, t, o = k[hit], t[hit], o[hit]
+    if k.size == 0:
+        return CollisionResult(np.ones(k_count), np.full(k_count, -1), np.full(k_count, -1))
 
     st = states[k, t]
     ego_stopped = np.hypot(st[:, S.VX], st[:, S.VY]) <= EGO_STOPPED_SPEED
     track_stopped = obs.speed0[o] <= TRACK_STOPPED_SPEED
     rear = relative_angle(st, corners[o, t], centers[o, t]) > np.deg2rad(BEHIND_ANGLE_DEG)
     front_edges = shapely.linestrings(ego_corners[k, t][:, [0, 3]])
-    front = shapely.intersects(front_edges, polygons(corners[o, t])) if k.size else np.zeros(0, dtype=bool)
+    front = shapely.intersects(front_edges, polygons(corners[o, t]))
     lateral_at_fault = multiple_lanes[k, t] | off_road[k, t]
     at_fault = ~ego_stopped & (track_stopped | (~rear & (front | lateral_at_fault)))
 
@@ -166,7 +175,6 @@ def time_to_collision(
     heading = states[:, : last_step + 1, S.HEADING]
     dxy = np.stack([np.cos(heading) * speed, np.sin(heading) * speed], axis=-1)  # (K, T, 2)
     shift = dxy[:, :, None] * (future * DT)[None, None, :, None]  # (K, T, F, 2)
-    proj_corners = ego_corners[:, steps, None] + shift[:, :, :, None]  # (K, T, F, 4, 2)
     proj_centers = ego_centers[:, steps, None] + shift  # (K, T, F, 2)
 
     obs_steps = steps[:, None] + future[None, :]  # (T, F)
@@ -176,17 +184,14 @@ def time_to_collision(
     moving = np.repeat(speed >= TTC_STOPPED_SPEED, f_count, axis=1)  # (K, T·F)
     active = present[None] & moving[:, None]
     ego_headings = np.repeat(heading, f_count, axis=1)
-    k, n, o = _contacts(
-        proj_corners.reshape(k_count, -1, 4, 2),
-        proj_centers.reshape(k_count, -1, 2),
-        ego_headings,
-        corners,
-        centers,
-        headings,
-        obs.half_size,
-        active,
+    k, o, n = _candidates(
+        proj_centers.reshape(k_count, -1, 2), ego_headings, centers, headings, obs.half_size, active
     )
-    t = n // f_count  # step; the projection is n % f_count
+    t, f = np.divmod(n, f_count)  # step and projection
+    hit = box_intersects(ego_corners[k, t] + shift[k, t, f][:, None], corners[o, n])  # projected boxes
+    k, n, o, t = k[hit], n[hit], o[hit], t[hit]
+    if k.size == 0:
+        return np.ones(k_count), np.full(k_count, -1)
 
     rear_axle = states[k, t, :3]
     angle = relative_angle(rear_axle, corners[o, n], centers[o, n])

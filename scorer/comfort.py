@@ -3,7 +3,7 @@
 Every quantity is a Savitzky–Golay filter of one state column, which for a fixed length is a linear map.
 `savgol_matrix` builds that map once per (length, window, order, derivative) with scipy's `mode="interp"`
 conventions (edge windows fitted by a polynomial, even windows evaluated half a step to the right), so a
-batch of trajectories is filtered by one matrix product. NAVSIM's choices are kept as they are: the
+batch of trajectories is filtered by one (stacked) matrix product. NAVSIM's choices are kept as they are: the
 acceleration and its magnitude use windows of the full length, the jerks differentiate an acceleration
 smoothed with a window of 8, and the yaw rate and yaw acceleration use a window of 5 whatever length is
 asked for. Values are rounded to 8 decimals before the strict bound checks.
@@ -55,14 +55,19 @@ def savgol_matrix(n: int, window: int, order: int, deriv: int, delta: float) -> 
     return mat
 
 
+@lru_cache(maxsize=64)
+def _time_step(n: int) -> float:
+    """NAVSIM's filter time step for n samples: the mean of their 0.1 s spacings."""
+    return float(np.diff(np.arange(n, dtype=float) * DT).mean())
+
+
 def _filter(values: np.ndarray, window: int, order: int, deriv: int = 0) -> np.ndarray:
-    """Savitzky–Golay filter along the last axis of (K, n) values, NAVSIM's time step, rounded. Row by row,
-    so a trajectory's result does not depend on the others in its batch."""
+    """Savitzky–Golay filter along the last axis of (..., n) values, NAVSIM's time step, rounded. One
+    matrix-vector product per row (a stacked matmul: BLAS gemv per row), so a trajectory's result does not
+    depend on the others in its batch."""
     n = values.shape[-1]
-    delta = float(np.diff(np.arange(n, dtype=float) * DT).mean())
-    mat = savgol_matrix(n, window, order, deriv, delta)
-    filtered = np.stack([mat @ row for row in values]) if len(values) else np.zeros_like(values)
-    return np.round(filtered, DECIMALS)
+    mat = savgol_matrix(n, window, order, deriv, _time_step(n))
+    return np.round(np.matmul(mat, values[..., None])[..., 0], DECIMALS)
 
 
 def _within(values: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -80,16 +85,20 @@ CHECKS = ("lon_accel", "lat_accel", "jerk", "lon_jerk", "yaw_accel", "yaw_rate")
 
 
 def comfort_checks(states: np.ndarray) -> np.ndarray:
-    """(K, n, 11) states at 10 Hz -> (K, 6) bool, one column per bound (CHECKS), True = within bounds."""
+    """(K, n, 11) states at 10 Hz -> (K, 6) bool, one column per bound (CHECKS), True = within bounds.
+    Signals that go through the same filter are filtered in one call."""
     n = states.shape[1]
     ax, ay = states[..., S.AX], states[..., S.AY]
     headings = _unwrap_phase(states[..., S.HEADING])
+    lon_lat = _filter(np.stack([ax, ay]), n, 2)  # (2, K, n)
+    smoothed = _filter(np.stack([np.hypot(ax, ay), ax]), 8, 2)
+    jerks = _filter(smoothed, n, 2, deriv=1)  # (2, K, n): jerk magnitude, longitudinal jerk
     return np.stack(
         [
-            _within(_filter(ax, n, 2), MIN_LON_ACCEL, MAX_LON_ACCEL),
-            _within(_filter(ay, n, 2), -MAX_ABS_LAT_ACCEL, MAX_ABS_LAT_ACCEL),
-            _within(_filter(_filter(np.hypot(ax, ay), 8, 2), n, 2, deriv=1), -MAX_ABS_JERK, MAX_ABS_JERK),
-            _within(_filter(_filter(ax, 8, 2), n, 2, deriv=1), -MAX_ABS_LON_JERK, MAX_ABS_LON_JERK),
+            _within(lon_lat[0], MIN_LON_ACCEL, MAX_LON_ACCEL),
+            _within(lon_lat[1], -MAX_ABS_LAT_ACCEL, MAX_ABS_LAT_ACCEL),
+            _within(jerks[0], -MAX_ABS_JERK, MAX_ABS_JERK),
+            _within(jerks[1], -MAX_ABS_LON_JERK, MAX_ABS_LON_JERK),
             _within(_filter(headings, 5, 3, deriv=2), -MAX_ABS_YAW_ACCEL, MAX_ABS_YAW_ACCEL),
             _within(_filter(headings, 5, 2, deriv=1), -MAX_ABS_YAW_RATE, MAX_ABS_YAW_RATE),
         ],

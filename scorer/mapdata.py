@@ -6,6 +6,11 @@ heading of each segment (the last point repeats the last segment's heading, as n
 `DrivableMap` mirrors `PDMDrivableMap.from_simulation`: roadblock polygons, lane and lane-connector
 polygons, intersections and car parks within 100 m of the ego's box centre (objects that touch a
 `buffer(100)` disk, as the map API's proximity query). Roadblock-connector polygons are not part of it.
+
+The same geometries are built in few calls: polygons from given rings, lane buffers and the lanes'
+densified baseline paths all at once, proximity tests as one vectorised predicate. Point-in-polygon
+queries keep GEOS's `contains_xy` (its prepared locator is faster per pair than any numpy test) but go
+through one call for all (point, polygon) pairs left by a bounding-box filter.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import numpy as np
 import shapely
 from shapely.geometry import Point, Polygon
 
-from driving.geometry import DEFAULT_DENSIFY_M, lane_polygon, polyline_headings
-from driving.scene import Lane, Roadblock, Scene
+from driving.geometry import DEFAULT_DENSIFY_M, polyline_headings
+from driving.scene import Lane, Scene
 
 ROADBLOCK, LANE, LANE_CONNECTOR, INTERSECTION, CARPARK = range(5)
 DRIVABLE_TYPES = (ROADBLOCK, INTERSECTION, CARPARK)
@@ -67,12 +72,10 @@ class MapModel:
     carparks: list[tuple[str, Polygon]]
 
     def roadblocks_near(self, point: np.ndarray, radius: float, connectors: bool) -> list[RoadblockInfo]:
+        blocks = [rb for rb in self.roadblocks.values() if rb.is_connector == connectors]
         disk = Point(point[0], point[1]).buffer(radius)
-        return [
-            rb
-            for rb in self.roadblocks.values()
-            if rb.is_connector == connectors and rb.polygon.intersects(disk)
-        ]
+        hit = shapely.intersects(np.array([rb.polygon for rb in blocks], dtype=object), disk)
+        return [rb for rb, h in zip(blocks, hit) if h]
 
     def nearest_roadblock(self, point: np.ndarray, connectors: bool) -> RoadblockInfo | None:
         blocks = [rb for rb in self.roadblocks.values() if rb.is_connector == connectors]
@@ -92,17 +95,61 @@ def densify(points: np.ndarray, spacing: float) -> np.ndarray:
     return np.concatenate([points[:1], a[seg] + frac * (b[seg] - a[seg])], axis=0)
 
 
-def _lane_polygon(lane: Lane) -> Polygon:
-    """`driving.geometry.lane_polygon`, with given polygons built without shapely's per-point Python."""
-    if lane.polygon is not None:
-        return shapely.polygons(np.asarray(lane.polygon, dtype=np.float64))
-    return lane_polygon(lane)
+def _polygons(rings: list[np.ndarray]) -> np.ndarray:
+    """Polygons from (n, 2) exterior rings (closed if they are not), built in one call."""
+    if not rings:
+        return np.zeros(0, dtype=object)
+    sizes = [len(ring) for ring in rings]
+    ring_index = np.repeat(np.arange(len(rings)), sizes)
+    return shapely.polygons(shapely.linearrings(np.concatenate(rings), indices=ring_index))
 
 
-def _block_polygon(rb: Roadblock, lane_polys: list[Polygon]) -> Polygon:
-    if rb.polygon is not None:
-        return shapely.polygons(np.asarray(rb.polygon, dtype=np.float64))
-    return shapely.union_all(lane_polys)
+def _lane_polygons(lanes: list[Lane]) -> np.ndarray:
+    """`driving.geometry.lane_polygon` of each lane: given, or its centerline buffered by half its width
+    with flat ends — each kind built in one call."""
+    out = np.empty(len(lanes), dtype=object)
+    given = [i for i, lane in enumerate(lanes) if lane.polygon is not None]
+    out[given] = _polygons([np.asarray(lanes[i].polygon, dtype=np.float64) for i in given])
+    built = [i for i, lane in enumerate(lanes) if lane.polygon is None]
+    if built:
+        lines = [np.asarray(lanes[i].centerline, dtype=np.float64) for i in built]
+        index = np.repeat(np.arange(len(lines)), [len(line) for line in lines])
+        widths = np.array([lanes[i].width for i in built], dtype=np.float64)
+        axes = shapely.linestrings(np.concatenate(lines), indices=index)
+        out[built] = shapely.buffer(axes, widths / 2.0, cap_style="flat", join_style="round")
+    return out
+
+
+def _lane_paths(lanes: list[LaneInfo]) -> None:
+    """Fill each lane's baseline path (`LaneInfo.path`), densified and headed in one pass over all lanes:
+    the same points and headings as `densify` and `polyline_headings` lane by lane."""
+    if not lanes:
+        return
+    points = np.concatenate([lane.centerline for lane in lanes])
+    sizes = np.array([len(lane.centerline) for lane in lanes])
+    first = np.cumsum(sizes) - sizes
+    inner = np.ones(len(points) - 1, dtype=bool)
+    inner[first[1:] - 1] = False  # the step from one lane's last point to the next lane's first
+    a, b = points[:-1][inner], points[1:][inner]
+    n = np.maximum(1, np.ceil(np.hypot(*(b - a).T) / lanes[0].spacing).astype(int))
+    seg = np.repeat(np.arange(len(a)), n)
+    k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + 1
+    frac = (k / n[seg])[:, None]
+    filled = a[seg] + frac * (b[seg] - a[seg])
+    per_lane = np.add.reduceat(n, first - np.arange(len(lanes)))  # points added to each lane
+    ends = np.cumsum(per_lane + 1)  # each lane: its first point, then the filled ones
+    starts = ends - per_lane - 1
+    dense = np.empty((ends[-1], 2))
+    is_first = np.zeros(len(dense), dtype=bool)
+    is_first[starts] = True
+    dense[is_first], dense[~is_first] = points[first], filled
+    d = np.diff(dense, axis=0)
+    heading = np.empty(len(dense))
+    heading[:-1] = np.arctan2(d[:, 1], d[:, 0])
+    heading[ends - 1] = heading[ends - 2]  # the last point repeats the last segment's heading
+    paths = np.column_stack([dense, heading])
+    for lane, start, end in zip(lanes, starts, ends):
+        lane.__dict__["path"] = paths[start:end]
 
 
 def build_map(scene: Scene) -> MapModel:
@@ -111,23 +158,45 @@ def build_map(scene: Scene) -> MapModel:
     lanes: dict[str, LaneInfo] = {}
     roadblocks: dict[str, RoadblockInfo] = {}
     connector_ids = {rb.id for rb in scene.map.roadblock_connectors or []}
-    for rb in scene.map.all_roadblocks():
-        polys = [_lane_polygon(lane) for lane in rb.lanes]
+    blocks = list(scene.map.all_roadblocks())
+    all_lanes = [lane for rb in blocks for lane in rb.lanes]
+    lane_polys = iter(_lane_polygons(all_lanes))
+    given = iter(
+        _polygons([np.asarray(rb.polygon, dtype=np.float64) for rb in blocks if rb.polygon is not None])
+    )
+    for rb in blocks:
+        polys = [next(lane_polys) for _ in rb.lanes]
         for lane, poly in zip(rb.lanes, polys):
             centerline = np.asarray(lane.centerline, dtype=np.float64)
             lanes[lane.id] = LaneInfo(
                 lane.id, rb.id, poly, centerline, spacing, lane.speed_limit_mps, lane.outgoing or []
             )
+        polygon = next(given) if rb.polygon is not None else shapely.union_all(polys)
         roadblocks[rb.id] = RoadblockInfo(
-            rb.id, _block_polygon(rb, polys), [lane.id for lane in rb.lanes], list(rb.outgoing or [])
+            rb.id, polygon, [lane.id for lane in rb.lanes], list(rb.outgoing or [])
         )
         roadblocks[rb.id].is_connector = rb.id in connector_ids
     for rb in roadblocks.values():
         for out in rb.outgoing:
             roadblocks[out].incoming.append(rb.id)
-    intersections = [(a.id, shapely.polygons(np.asarray(a.polygon))) for a in scene.map.intersections or []]
-    carparks = [(a.id, shapely.polygons(np.asarray(a.polygon))) for a in scene.map.carpark_areas or []]
+    _lane_paths(list(lanes.values()))
+    areas = [(a.id, np.asarray(a.polygon)) for a in scene.map.intersections or []]
+    parks = [(a.id, np.asarray(a.polygon)) for a in scene.map.carpark_areas or []]
+    area_polys = _polygons([ring for _, ring in areas + parks])
+    intersections = [(area_id, poly) for (area_id, _), poly in zip(areas, area_polys)]
+    carparks = [(area_id, poly) for (area_id, _), poly in zip(parks, area_polys[len(areas) :])]
     return MapModel(lanes, roadblocks, intersections, carparks)
+
+
+@dataclass(eq=False)
+class Layers:
+    """(P,) bool masks over the polygons of a drivable map."""
+
+    lanes: np.ndarray  # lanes and lane connectors
+    drivable: np.ndarray  # roadblocks, intersections, car parks
+    on_route: np.ndarray  # lanes and connectors of the route
+    intersections: np.ndarray
+    lane_index: np.ndarray  # (L,) indices of the lanes
 
 
 @dataclass(eq=False)
@@ -138,25 +207,41 @@ class DrivableMap:
     types: np.ndarray  # (P,) map type per polygon
     polygons: np.ndarray  # (P,) shapely polygons, prepared
     bounds: np.ndarray  # (P, 4)
-    tree: shapely.STRtree
+    _layers: dict = field(default_factory=dict)  # route lane ids -> Layers
 
-    def contains(self, points: np.ndarray, tested: np.ndarray | None = None) -> np.ndarray:
-        """(N, 2) points -> (N, P) bool: point strictly inside polygon (shapely `contains_xy`). `tested`
-        (N, P) bool limits which pairs are tested (the others are False)."""
-        x, y = points[:, 0:1], points[:, 1:2]
-        b = self.bounds
-        near = (x >= b[:, 0]) & (x <= b[:, 2]) & (y >= b[:, 1]) & (y <= b[:, 3])  # (N, P)
-        if tested is not None:
-            near &= tested
-        out = np.zeros(near.shape, dtype=bool)
-        for i in np.nonzero(near.any(axis=0))[0]:
-            rows = np.nonzero(near[:, i])[0]
-            out[rows, i] = shapely.contains_xy(self.polygons[i], points[rows, 0], points[rows, 1])
-        return out
+    def inside_pairs(self, points: np.ndarray, tested: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) points, point n of kind n % G, and (P, G) bool: which polygons each kind is tested against ->
+        the (polygon, point) pairs with the point strictly inside the polygon (shapely `contains_xy`): a
+        bounding-box filter, then one GEOS call for every pair left."""
+        x, y, b = points[:, 0], points[:, 1], self.bounds
+        near = (x >= b[:, 0:1]) & (x <= b[:, 2:3])  # (P, N)
+        near &= y >= b[:, 1:2]
+        near &= y <= b[:, 3:4]
+        near &= np.tile(tested, len(points) // tested.shape[1])
+        poly, point = np.nonzero(near)
+        inside = (
+            shapely.contains_xy(self.polygons[poly], x[point], y[point]) if len(poly) else poly.astype(bool)
+        )
+        return poly[inside], point[inside]
+
+    def layers(self, route_lane_ids: list[str]) -> Layers:
+        """Which polygons are lanes, drivable areas, on-route lanes and intersections (kept per route)."""
+        key = tuple(route_lane_ids)
+        if key not in self._layers:
+            lanes = np.isin(self.types, LANE_TYPES)
+            on_route = lanes & np.isin(np.array(self.tokens, dtype=object), route_lane_ids)
+            self._layers[key] = Layers(
+                lanes,
+                np.isin(self.types, DRIVABLE_TYPES),
+                on_route,
+                self.types == INTERSECTION,
+                np.flatnonzero(lanes),
+            )
+        return self._layers[key]
 
     def intersecting_tokens(self, point: np.ndarray) -> list[str]:
-        idx = np.sort(self.tree.query(Point(point[0], point[1]), predicate="intersects"))
-        return [self.tokens[i] for i in idx]
+        hit = shapely.intersects(self.polygons, Point(point[0], point[1]))
+        return [self.tokens[i] for i in np.flatnonzero(hit)]
 
 
 def build_drivable_map(model: MapModel, center: np.ndarray, radius: float) -> DrivableMap:
@@ -171,7 +256,9 @@ def build_drivable_map(model: MapModel, center: np.ndarray, radius: float) -> Dr
         types.append(kind)
         polys.append(poly)
 
-    near = [rb for rb in model.roadblocks.values() if rb.polygon.intersects(disk)]
+    blocks = list(model.roadblocks.values())
+    hit = shapely.intersects(np.array([rb.polygon for rb in blocks], dtype=object), disk)
+    near = [rb for rb, h in zip(blocks, hit) if h]
     for rb in near:
         if not rb.is_connector:
             add(rb.id, ROADBLOCK, rb.polygon)
@@ -181,12 +268,11 @@ def build_drivable_map(model: MapModel, center: np.ndarray, radius: float) -> Dr
                 for lane_id in rb.lane_ids:
                     add(lane_id, LANE_CONNECTOR if connectors else LANE, model.lanes[lane_id].polygon)
     for kind, areas in ((INTERSECTION, model.intersections), (CARPARK, model.carparks)):
-        for area_id, poly in areas:
-            if poly.intersects(disk):
+        hit = shapely.intersects(np.array([poly for _, poly in areas], dtype=object), disk)
+        for (area_id, poly), h in zip(areas, hit):
+            if h:
                 add(area_id, kind, poly)
     geoms = np.array(polys, dtype=object)
     shapely.prepare(geoms)
     bounds = shapely.bounds(geoms) if len(geoms) else np.zeros((0, 4))
-    return DrivableMap(
-        tokens, np.array(types, dtype=int), geoms, bounds, shapely.STRtree(geoms, node_capacity=10)
-    )
+    return DrivableMap(tokens, np.array(types, dtype=int), geoms, bounds)

@@ -2,7 +2,8 @@
 
 Follows NAVSIM's `_calculate_ego_area` and friends. "Inside" means strictly inside (shapely
 `contains_xy`, as NAVSIM's `points_in_polygons` and `is_in_layer`). v2 leaves the steps whose centre is
-in an intersection out of the driving-direction sum (NAVSIM v2.2); v1 does not.
+in an intersection out of the driving-direction sum (NAVSIM v2.2); v1 does not. The areas are counted
+from the (polygon, point) pairs found inside, never from a dense points × polygons table.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scorer.constants import DDC_COMPLIANT, DDC_HORIZON_STEPS, DDC_VIOLATION, LK_DEVIATION, LK_STEPS
-from scorer.mapdata import DRIVABLE_TYPES, INTERSECTION, LANE_TYPES, DrivableMap
+from scorer.mapdata import DrivableMap
 from scorer.paths import Path
 
 
@@ -31,22 +32,28 @@ def ego_areas(
     """(K, T, 5, 2) ego corners + centre and (K, T, 2) rear axle -> the areas the ego occupies. Each point
     is tested only against the polygons its areas need (corners: all; centre: on-route lanes and
     intersections; rear axle: intersections)."""
-    lanes = np.isin(drivable.types, LANE_TYPES)
-    areas = np.isin(drivable.types, DRIVABLE_TYPES)
-    on_route = lanes & np.isin(np.array(drivable.tokens, dtype=object), route_lane_ids)
-    intersections = drivable.types == INTERSECTION
+    layer = drivable.layers(route_lane_ids)
     k, t = coords.shape[:2]
-    points = np.concatenate([coords, rear_axle[:, :, None]], axis=2).reshape(-1, 2)  # 6 per box
-    tested = np.array([np.ones_like(lanes)] * 4 + [on_route | intersections, intersections])  # (6, P)
-    inside = drivable.contains(points, np.tile(tested, (k * t, 1))).reshape(k, t, 6, -1)
-    corners, center, rear = inside[:, :, :4], inside[:, :, 4], inside[:, :, 5]
-    corners_per_lane = corners[..., lanes].sum(axis=2)  # (K, T, L)
-    multiple = ((corners_per_lane > 0).sum(axis=-1) > 1) & np.all(corners_per_lane != 4, axis=-1)
-    off_road = corners[..., areas].any(axis=-1).sum(axis=-1) < 4
-    oncoming = ~center[..., on_route].any(axis=-1)
-    in_intersection = center[..., intersections].any(axis=-1)
-    rear_in_intersection = rear[..., intersections].any(axis=-1)
-    return EgoAreas(multiple, off_road, oncoming, in_intersection, rear_in_intersection)
+    boxes, count = k * t, len(layer.lanes)
+    points = np.concatenate([coords, rear_axle[:, :, None]], axis=2).reshape(-1, 2)  # point 6·box + kind
+    tested = np.ones((count, 6), dtype=bool)  # kinds: 4 corners, centre, rear axle
+    tested[:, 4], tested[:, 5] = layer.on_route | layer.intersections, layer.intersections
+    poly, point = drivable.inside_pairs(points, tested)
+    box, kind = np.divmod(point, 6)
+
+    def anywhere(where: np.ndarray) -> np.ndarray:  # (K, T, 6) point inside some polygon of `where`
+        hit = np.zeros(len(points), dtype=bool)
+        hit[point[where[poly]]] = True
+        return hit.reshape(k, t, 6)
+
+    corner = kind < 4
+    per_lane = np.bincount(box[corner] * count + poly[corner], minlength=boxes * count).reshape(k, t, count)
+    per_lane = per_lane[..., layer.lane_index]  # (K, T, L) corners in each lane
+    multiple = ((per_lane > 0).sum(axis=-1) > 1) & np.all(per_lane != 4, axis=-1)
+    off_road = anywhere(layer.drivable)[..., :4].sum(axis=-1) < 4
+    oncoming = ~anywhere(layer.on_route)[..., 4]
+    in_intersection = anywhere(layer.intersections)
+    return EgoAreas(multiple, off_road, oncoming, in_intersection[..., 4], in_intersection[..., 5])
 
 
 def drivable_area_compliance(areas: EgoAreas) -> np.ndarray:
@@ -69,9 +76,14 @@ def driving_direction_compliance(
 
 
 def raw_progress(centers: np.ndarray, centerline: Path) -> np.ndarray:
-    """(K, T, 2) centres -> progress [m] along the centerline from the first to the last step, ≥ 0."""
-    along = centerline.project(centers[:, [0, -1]])
-    return np.clip(along[:, 1] - along[:, 0], 0.0, None)
+    """(K, T, 2) centres -> progress [m] along the centerline from the first to the last step, ≥ 0. The
+    first centres are usually all the ego's at t = 0, projected once then."""
+    first = centers[:, 0]
+    if len(first) > 1 and (first == first[0]).all():
+        start = centerline.project(first[:1])
+    else:
+        start = centerline.project(first)
+    return np.clip(centerline.project(centers[:, -1]) - start, 0.0, None)
 
 
 def lane_keeping(centers: np.ndarray, areas: EgoAreas, centerline: Path) -> np.ndarray:

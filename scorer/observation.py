@@ -18,7 +18,7 @@ red lights by that substring of their token): only the traffic lights of the sce
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from shapely.geometry import Polygon
@@ -56,16 +56,21 @@ class Observation:
     red_ids: list[str]
     red_polygons: np.ndarray  # (R,) shapely polygons of red on-route lane connectors
     red_collided: np.ndarray  # (R,) bool
+    _at: dict = field(default_factory=dict)  # steps -> at_step's arrays (read-only, shared)
 
     def at_step(self, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Corners (O, S, 4, 2), centres (O, S, 2), headings (O, S) and presence (O, S) at the steps."""
-        frames = self.frame_of_step[steps]
-        return (
-            self.corners[:, frames],
-            self.centers[:, frames],
-            self.headings[:, frames],
-            self.present[:, frames],
-        )
+        """Corners (O, S, 4, 2), centres (O, S, 2), headings (O, S) and presence (O, S) at the steps (kept
+        for the next call with the same steps)."""
+        key = steps.tobytes()
+        if key not in self._at:
+            frames = self.frame_of_step[steps]
+            self._at[key] = (
+                self.corners[:, frames],
+                self.centers[:, frames],
+                self.headings[:, frames],
+                self.present[:, frames],
+            )
+        return self._at[key]
 
 
 def _agent_frames(agents: list, num_frames: int) -> tuple[np.ndarray, np.ndarray]:

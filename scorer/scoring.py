@@ -1,12 +1,15 @@
 """All sub-metrics of a batch of simulated trajectories (NAVSIM's `PDMScorer.score_proposals`), and the
 aggregation into PDMS (v1) or EPDMS (v2).
 
-`evaluate` computes everything that depends on one trajectory only. The one cross-trajectory term, the
-ego-progress normaliser, is passed to `progress_score` by the caller: the best masked progress of all 15
-proposals for PDM-Closed's own selection, or of reference and candidate for a candidate's score (NAVSIM
-scores that pair; here many candidates are batched, each normalised against the reference alone). v1 and v2 differ as NAVSIM v1.1 and v2.2 do: v1's multiplier is NC·DAC (DDC has weight 0)
-and its EP masks a candidate's own progress by its multiplier; v2 multiplies NC·DAC·DDC·TLC, clips
-raw/max to [0, 1] without masking, uses lane keeping and history comfort, and checks TTC on steps 0–31.
+`footprint` computes what depends on the map only (ego boxes, the areas they occupy, raw progress), once
+per trajectory: PDM-Closed's selection, PDMS and EPDMS share it. `evaluate` adds everything else that
+depends on one trajectory only. The one cross-trajectory term, the ego-progress normaliser, is passed to
+`progress_score` by the caller: the best masked progress of all 15 proposals for PDM-Closed's own
+selection, or of reference and candidate for a candidate's score (NAVSIM scores that pair; here many
+candidates are batched, each normalised against the reference alone). v1 and v2 differ as NAVSIM v1.1 and
+v2.2 do: v1's multiplier is NC·DAC (DDC has weight 0) and its EP masks a candidate's own progress by its
+multiplier; v2 multiplies NC·DAC·DDC·TLC, clips raw/max to [0, 1] without masking, uses lane keeping and
+history comfort, and checks TTC on steps 0–31.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from scorer.comfort import is_comfortable
 from scorer.constants import NUM_POSES, PROGRESS_THRESHOLD, TTC_FUTURE_STEPS, V1_WEIGHTS, V2_WEIGHTS
 from scorer.mapdata import DrivableMap
 from scorer.metrics import (
+    EgoAreas,
     drivable_area_compliance,
     driving_direction_compliance,
     ego_areas,
@@ -69,11 +73,51 @@ class Metrics:
         return Metrics(**{k: v[index] if isinstance(v, np.ndarray) else v for k, v in self.__dict__.items()})
 
 
-def evaluate(states: np.ndarray, ctx: Context, history: np.ndarray | None = None) -> Metrics:
-    """Sub-metrics of (K, 41, 11) simulated states. `history` (H, 11) pads history comfort (v2)."""
+@dataclass(eq=False)
+class Footprint:
+    """Where K simulated trajectories put the ego on the map: what the sub-metrics read that depends neither
+    on the other road users nor on the NAVSIM version, so it is computed once per trajectory."""
+
+    states: np.ndarray  # (K, T, 11)
+    corners: np.ndarray  # (K, T, 4, 2) ego box
+    centers: np.ndarray  # (K, T, 2) ego box centre
+    areas: EgoAreas
+    progress: np.ndarray  # (K,) raw progress along the centerline [m]
+
+    def take(self, index: slice | np.ndarray) -> Footprint:
+        """The footprint of the trajectories at `index` (rows are independent)."""
+        areas = EgoAreas(**{k: v[index] for k, v in self.areas.__dict__.items()})
+        return Footprint(
+            self.states[index], self.corners[index], self.centers[index], areas, self.progress[index]
+        )
+
+    def concat(self, other: Footprint) -> Footprint:
+        def join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.concatenate([a, b])
+
+        areas = EgoAreas(**{k: join(v, getattr(other.areas, k)) for k, v in self.areas.__dict__.items()})
+        return Footprint(
+            join(self.states, other.states),
+            join(self.corners, other.corners),
+            join(self.centers, other.centers),
+            areas,
+            join(self.progress, other.progress),
+        )
+
+
+def footprint(
+    states: np.ndarray, drivable: DrivableMap, route_lane_ids: list[str], centerline: Path
+) -> Footprint:
+    """Footprint of (K, T, 11) simulated states on the map, with progress along the route's centerline."""
     coords = ego_coords(states)
-    corners, centers = coords[:, :, :4], coords[:, :, 4]
-    areas = ego_areas(coords, states[..., :2], ctx.drivable, ctx.route_lane_ids)
+    centers = coords[:, :, 4]
+    areas = ego_areas(coords, states[..., :2], drivable, route_lane_ids)
+    return Footprint(states, coords[:, :, :4], centers, areas, raw_progress(centers, centerline))
+
+
+def evaluate(fp: Footprint, ctx: Context, history: np.ndarray | None = None) -> Metrics:
+    """Sub-metrics of the trajectories of a footprint. `history` (H, 11) pads history comfort (v2)."""
+    states, corners, centers, areas = fp.states, fp.corners, fp.centers, fp.areas
     obs = ctx.observation
     collisions = no_at_fault_collisions(states, corners, centers, areas.multiple_lanes, areas.off_road, obs)
     last_ttc_step = NUM_POSES if ctx.version == 1 else NUM_POSES - max(TTC_FUTURE_STEPS)
@@ -108,7 +152,7 @@ def evaluate(states: np.ndarray, ctx: Context, history: np.ndarray | None = None
         ttc=ttc,
         comfort=comfort,
         lk=lk,
-        progress=raw_progress(centers, ctx.centerline),
+        progress=fp.progress,
         collision_step=collisions.step,
         collision_object=collisions.object_index,
         ttc_step=ttc_step,

@@ -14,9 +14,13 @@ Rewrites for speed, equal to NAVSIM up to float rounding:
   (including the curvature terms) are computed for all steps before the loop.
 * The heading is wrapped to [-π, π) once after the loop instead of after every step (sin, cos and
   tan are periodic; NAVSIM's per-step wrap only adds rounding noise).
-* Each row of a batch is computed independently of the others (matrix products row by row, never one
-  BLAS call across the batch, whose rounding depends on the batch size), so a trajectory simulates to the
-  same bits alone or in a group.
+* Each row of a batch is computed independently of the others (matrix products row by row — one stacked
+  `matmul`, which calls BLAS gemv per row — never one BLAS call across the batch, whose rounding depends
+  on the batch size), so a trajectory simulates to the same bits alone or in a group.
+
+The step loop runs on K-vectors, where numpy's cost per call dominates: scalar constants are 0-d arrays
+(half the cost of Python floats in an operation) and the lateral error's two terms share one call; each
+value is still NAVSIM's expression, evaluated in NAVSIM's order.
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ def velocity_curvature_profiles(poses: np.ndarray) -> tuple[np.ndarray, np.ndarr
     headings = poses[:, :-1, 2]
     proj = np.cos(headings) * diff[..., 0] + np.sin(headings) * diff[..., 1]  # (K, M)
     fit = _velocity_fit_operator(proj.shape[1])
-    sol = np.stack([fit @ row for row in proj]) if len(proj) else np.zeros_like(proj)  # row by row: see above
+    sol = np.matmul(fit, proj[..., None])[..., 0]  # BLAS gemv row by row: see above
     velocity = _integrate(sol[:, 0], sol[:, 1:])
 
     k, m = heading_disp.shape
@@ -110,18 +114,19 @@ def velocity_curvature_profiles(poses: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return velocity, _integrate(x[:, 0], x[:, 1:])
 
 
-def _weighted_sum(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Σ_j values[..., j] · weights[j], accumulated in order (no reduction whose rounding depends on the
-    batch size)."""
-    out = values[..., 0] * weights[0]
-    for j in range(1, len(weights)):
-        out = out + values[..., j] * weights[j]
+def _weighted_sums(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(..., H) values, (W, H) weights -> (W, ...): Σ_j values[..., j] · weights[w, j], accumulated in order
+    (no reduction whose rounding depends on the batch size)."""
+    w = weights.reshape(weights.shape[:1] + (1,) * (values.ndim - 1) + weights.shape[1:])
+    out = values[None, ..., 0] * w[..., 0]
+    for j in range(1, weights.shape[1]):
+        out = out + values[None, ..., j] * w[..., j]
     return out
 
 
 class _Reference:
     """Everything about the reference that the tracker needs at each step, computed before the loop.
-    Arrays are (steps, K); the curvature terms of the lateral system are pre-multiplied."""
+    Arrays are (steps, K) or (steps, 2, K); the curvature terms of the lateral system are pre-multiplied."""
 
     def __init__(self, poses: np.ndarray) -> None:
         velocity, curvature = velocity_curvature_profiles(poses)
@@ -130,13 +135,31 @@ class _Reference:
         ref = np.minimum(t + H, n - 1)
         window = np.minimum(np.minimum(t[:, None] + np.arange(H)[None, :], n - 1), ref[:, None])
         curv = curvature[:, window].transpose(1, 0, 2)  # (n, K, H) curvature over each step's horizon
-        self.x, self.y, self.heading = (poses[:, :n, i].T.copy() for i in range(3))
-        self.sin, self.cos = np.sin(self.heading), np.cos(self.heading)
+        heading = poses[:, :n, 2].T
+        self.xy = poses[:, :n, :2].transpose(1, 2, 0).copy()  # (n, 2, K)
+        self.heading = heading.copy()
+        self.normal = np.stack([-np.sin(heading), np.cos(heading)], axis=1)  # (n, 2, K) lateral axis
         self.velocity = velocity[:, ref].T.copy()  # velocity to reach at the horizon
         self.may_stop = (self.velocity <= STOPPING_VELOCITY).any(axis=1).tolist()
-        self.g1_v = -DT * _weighted_sum(curv, np.ones(H))  # g1 = Σ c_k = g1_v·v0 + g1_d·δ
-        self.g1_d = -DT * _weighted_sum(curv, _K)
-        self.g0 = [-(DT**2) * _weighted_sum(curv, w) for w in _KVV]  # g0 coefficients of v0², v0δ, δ²
+        sums = _weighted_sums(curv, np.vstack([np.ones(H), _K, _KVV]))
+        self.g1_v, self.g1_d = -DT * sums[0], -DT * sums[1]  # g1 = Σ c_k = g1_v·v0 + g1_d·δ
+        self.g0_vv, self.g0_vd, self.g0_dd = -(DT**2) * sums[2:]  # g0 coefficients of v0², v0δ, δ²
+
+
+def _const(value: float) -> np.ndarray:
+    """A 0-d array: numpy combines it with an array at the cost of an array, half that of a Python float."""
+    return np.array(value, dtype=np.float64)
+
+
+_DT, _WHEEL_BASE, _R_LAT = _const(DT), _const(WHEEL_BASE), _const(R_LAT)
+_LON_GAIN, _STOP_GAIN = _const(LON_GAIN), _const(-STOPPING_GAIN)
+_ACCEL_LAG, _STEERING_LAG = _const(ACCEL_LAG), _const(STEERING_LAG)
+_MAX_STEER, _MIN_STEER = _const(MAX_STEERING_ANGLE), _const(-MAX_STEERING_ANGLE)
+_Q0, _Q1 = _const(Q_LAT[0]), _const(Q_LAT[1])
+_A01 = (_const(DT * H), _const(DT * _K.sum()))  # a01 = Σ v_k·dt in (v0, δ)
+_B1 = (_const(DT**2 / WHEEL_BASE * _K.sum()), _const(DT**2 / WHEEL_BASE * (_K * _K).sum()))
+_A02 = tuple(_const(c) for c in DT**2 / WHEEL_BASE * _VV)  # coefficients of v0², v0δ, δ²
+_B0 = tuple(_const(c) for c in DT**3 / WHEEL_BASE * _IVV)
 
 
 def simulate(initial_state: np.ndarray, poses: np.ndarray) -> np.ndarray:
@@ -146,46 +169,45 @@ def simulate(initial_state: np.ndarray, poses: np.ndarray) -> np.ndarray:
     init = np.asarray(initial_state, dtype=np.float64)
     x, y, h, v = (np.full(k_count, init[i]) for i in (S.X, S.Y, S.HEADING, S.VX))
     accel, steer, yaw_rate = (np.full(k_count, init[i]) for i in (S.AX, S.STEERING, S.YAW_RATE))
+    bicycle_yaw_rate = v * np.tan(steer) / _WHEEL_BASE  # the heading's rate of change in the next step
     rows = []  # per step: x, y, heading, v, accel, steering, steering rate, yaw rate, yaw acceleration
-    q0, q1, _ = Q_LAT
-    a01_v, a01_d = DT * H, DT * _K.sum()
-    c2, c3 = DT**2 / WHEEL_BASE, DT**3 / WHEEL_BASE
-    a02_c, b0_c = c2 * _VV, c3 * _IVV
-    b1_v, b1_d = c2 * _K.sum(), c2 * (_K * _K).sum()
-    g0_vv, g0_vd, g0_dd = ref.g0
     for t in range(t_count - 1):
         # --- tracker (LQR) -----------------------------------------------------------------------
-        lateral = -(x - ref.x[t]) * ref.sin[t] + (y - ref.y[t]) * ref.cos[t]
+        offset = np.stack([x, y]) - ref.xy[t]
+        offset *= ref.normal[t]
+        lateral = offset[0] + offset[1]
         heading_err = _wrap(h - ref.heading[t])
         v_err = v - ref.velocity[t]
-        accel_cmd = LON_GAIN * v_err
+        accel_cmd = _LON_GAIN * v_err
         stop = (ref.velocity[t] <= STOPPING_VELOCITY) & (v <= STOPPING_VELOCITY) if ref.may_stop[t] else None
         if stop is not None:
-            np.copyto(accel_cmd, -STOPPING_GAIN * v_err, where=stop)
-        d = accel_cmd * DT
+            np.copyto(accel_cmd, _STOP_GAIN * v_err, where=stop)
+        d = accel_cmd * _DT
         vv, vd, dd = v * v, v * d, d * d
-        a01 = a01_v * v + a01_d * d
-        b0 = b0_c[0] * vv + b0_c[1] * vd + b0_c[2] * dd
-        b1 = b1_v * v + b1_d * d
-        e0 = lateral + a01 * heading_err + (a02_c[0] * vv + a02_c[1] * vd + a02_c[2] * dd) * steer
-        e0 = e0 + (g0_vv[t] * vv + g0_vd[t] * vd + g0_dd[t] * dd)
-        e1 = _wrap(heading_err + a01 / WHEEL_BASE * steer + (ref.g1_v[t] * v + ref.g1_d[t] * d))
-        b1q = b1 * q1
-        steer_cmd = -(b0 * q0 * e0 + b1q * e1) / (b0 * q0 * b0 + b1q * b1 + R_LAT)
+        a01 = _A01[0] * v + _A01[1] * d
+        b0 = _B0[0] * vv + _B0[1] * vd + _B0[2] * dd
+        b1 = _B1[0] * v + _B1[1] * d
+        e0 = lateral + a01 * heading_err + (_A02[0] * vv + _A02[1] * vd + _A02[2] * dd) * steer
+        e0 = e0 + (ref.g0_vv[t] * vv + ref.g0_vd[t] * vd + ref.g0_dd[t] * dd)
+        e1 = _wrap(heading_err + a01 / _WHEEL_BASE * steer + (ref.g1_v[t] * v + ref.g1_d[t] * d))
+        b0q, b1q = b0 * _Q0, b1 * _Q1
+        steer_cmd = -(b0q * e0 + b1q * e1) / (b0q * b0 + b1q * b1 + _R_LAT)
         if stop is not None:
             np.copyto(steer_cmd, 0.0, where=stop)
         # --- kinematic bicycle with actuator lags (heading wrapped once, after the loop) ----------
-        new_accel = ACCEL_LAG * (accel_cmd - accel) + accel
-        new_steer = STEERING_LAG * ((DT * steer_cmd + steer) - steer) + steer
-        rate = (new_steer - steer) / DT
-        x = x + v * np.cos(h) * DT
-        y = y + v * np.sin(h) * DT
-        h = h + v * np.tan(steer) / WHEEL_BASE * DT
-        v = v + new_accel * DT
-        steer = np.minimum(np.maximum(steer + rate * DT, -MAX_STEERING_ANGLE), MAX_STEERING_ANGLE)
-        new_yaw_rate = v * np.tan(steer) / WHEEL_BASE
-        rows.append((x, y, h, v, new_accel, steer, rate, new_yaw_rate, (new_yaw_rate - yaw_rate) / DT))
-        accel, yaw_rate = new_accel, new_yaw_rate
+        new_accel = _ACCEL_LAG * (accel_cmd - accel) + accel
+        new_steer = _STEERING_LAG * ((_DT * steer_cmd + steer) - steer) + steer
+        rate = (new_steer - steer) / _DT
+        x = x + v * np.cos(h) * _DT
+        y = y + v * np.sin(h) * _DT
+        h = h + bicycle_yaw_rate * _DT
+        v = v + new_accel * _DT
+        steer = np.minimum(np.maximum(steer + rate * _DT, _MIN_STEER), _MAX_STEER)
+        bicycle_yaw_rate = v * np.tan(steer) / _WHEEL_BASE
+        rows.append(
+            (x, y, h, v, new_accel, steer, rate, bicycle_yaw_rate, (bicycle_yaw_rate - yaw_rate) / _DT)
+        )
+        accel, yaw_rate = new_accel, bicycle_yaw_rate
     return _assemble(init, rows, k_count)
 
 
