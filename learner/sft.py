@@ -81,9 +81,11 @@ def build_sft_data(
     config: SFTConfig,
     on_feedback: Callable[[], None] | None = None,
 ) -> SFTData:
-    """QA and q_base samples of every training scene; q_fb samples for the first `feedback_scenes`."""
+    """q_base samples of every training scene; QA for as many scenes as stage 1 draws samples (three
+    questions each); q_fb samples for the first `feedback_scenes`."""
     rng = np.random.default_rng(config.seed)
-    qa = [q for item in train for q in qa_samples(item.scene, item.image)] if config.stage1_steps else []
+    qa_scenes = list(train)[: config.stage1_steps * config.batch_size]
+    qa = [q for item in qa_scenes for q in qa_samples(item.scene, item.image)]
     base = [base_sample(item.scene, item.image) for item in train]
     feedback = []
     for item in list(train)[: config.feedback_scenes if config.feedback_fraction > 0 else 0]:
