@@ -31,5 +31,11 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# With a GPU: the CPU suite (fp32 exactness) with CUDA hidden, then the `gpu` tests (bf16, NCCL) on it.
 test: venv lint
+ifeq ($(shell command -v nvidia-smi 2>/dev/null),)
 	$(BIN)/python -m pytest -q
+else
+	CUDA_VISIBLE_DEVICES= $(BIN)/python -m pytest -q -m "not gpu"
+	$(BIN)/python -m pytest -q -m gpu
+endif

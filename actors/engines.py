@@ -8,8 +8,9 @@ forward pass (`actors.encoding.response_token_logprobs` with the same T), so the
 is the truncated one; we keep the untruncated value, as verl and OpenRLHF do, so the learner needs no
 knowledge of the truncation.
 
-`HFEngine` runs transformers' `generate` on the CPU (or any device), batched with left padding; the n
-samples of a prompt are n rows of the batch. Seeding (`SamplingParams.seed`) seeds torch's global RNG
+`HFEngine` runs transformers' `generate` on the model's device (`from_dir` puts it on the GPU in bf16 when
+there is one, on the CPU in fp32 otherwise), batched with left padding; the n samples of a prompt are n
+rows of the batch. Seeding (`SamplingParams.seed`) seeds torch's global RNG
 before each chunk, so a call is reproducible for the same prompts, n and chunk size.
 """
 
@@ -84,10 +85,17 @@ class HFEngine:
 
     @classmethod
     def from_dir(cls, path: str, max_batch: int = 64) -> HFEngine:
+        """The student of a folder, on the GPU in bf16 when there is one (as the learner trains it), else
+        on the CPU in fp32."""
         from actors.model_factory import load_student
 
-        model, processor, _ = load_student(path)
-        return cls(model, processor, max_batch=max_batch)
+        gpu = torch.cuda.is_available()
+        model, processor, _ = load_student(path, dtype=torch.bfloat16 if gpu else torch.float32)
+        return cls(model.to("cuda" if gpu else "cpu"), processor, max_batch=max_batch)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     @property
     def version(self) -> int:
@@ -109,8 +117,15 @@ class HFEngine:
     def _generate_rows(self, rows: Sequence[Prompt], sampling: SamplingParams) -> list[Generation]:
         inputs = encode_prompts(rows, self.processor)
         sample = sampling.temperature > 0
+        dtype = next(self.model.parameters()).dtype
+        kwargs = {
+            k: v.to(
+                self.device, dtype=dtype if v.is_floating_point() else None
+            )  # pixels in the model's dtype
+            for k, v in inputs.generate_kwargs().items()
+        }
         result = self.model.generate(
-            **inputs.generate_kwargs(),
+            **kwargs,
             do_sample=sample,
             temperature=sampling.temperature if sample else None,
             top_p=sampling.top_p if sample else None,
@@ -122,9 +137,10 @@ class HFEngine:
             return_dict_in_generate=True,
         )
         width = inputs.input_ids.shape[1]
-        tokens = result.sequences[:, width:]  # (B, L)
+        tokens = result.sequences[:, width:].cpu()  # (B, L)
         logits = torch.stack(result.logits, dim=1).float() / sampling.logprob_temperature  # (B, L, V) raw
-        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, L)
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, tokens.to(logits.device).unsqueeze(-1))
+        logprobs = logprobs.squeeze(-1).cpu()  # (B, L)
         prompt_ids = [
             tuple(ids[mask.bool()].tolist()) for ids, mask in zip(inputs.input_ids, inputs.attention_mask)
         ]

@@ -18,6 +18,7 @@ teacher model's annotated failures; here QA and failures are generated from the 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -172,11 +173,16 @@ def evaluate(engine: Any, val: Sequence[SceneItem], step: int, max_new_tokens: i
 
 
 def sft_learner_config(learner: LearnerConfig, config: SFTConfig) -> LearnerConfig:
-    """The learner group's config for SFT: SFT's optimizer (cosine over both stages) and ranks, no KL."""
+    """The learner group's config for SFT: SFT's optimizer (cosine over both stages) and ranks, no KL. An
+    in-process SFT (ranks 0) has the machine to itself, so its engine uses every core (the RL loop's
+    in-process learner shares them with rollout replicas and keeps `num_cpus_per_rank`)."""
     total = config.stage1_steps + config.stage2_steps
     optimizer = config.optimizer.model_copy(update={"total_steps": max(1, total)})
     loss = learner.loss.model_copy(update={"beta": 0.0})
-    return learner.model_copy(update={"optimizer": optimizer, "ranks": config.ranks, "loss": loss})
+    update: dict = {"optimizer": optimizer, "ranks": config.ranks, "loss": loss}
+    if config.ranks == 0:
+        update["num_cpus_per_rank"] = float(os.cpu_count() or 1)
+    return learner.model_copy(update=update)
 
 
 def run_sft(

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-os.environ.setdefault("DS_ACCELERATOR", "cpu")
+if not torch.cuda.is_available():  # DeepSpeed picks its accelerator when first imported
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 GROUP_SIZE = 3
 SCENES = 2

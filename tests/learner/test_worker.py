@@ -58,10 +58,7 @@ def test_update_changes_weights_and_reports_stats(student_dir, train_batch):
 def test_sft_update_lowers_the_loss(student_dir, train_batch):
     from learner.worker import LearnerWorker
 
-    w = LearnerWorker(
-        student_dir,
-        dataclasses.replace(CONFIG) if False else CONFIG.model_copy(update={"loss": LossConfig(beta=0.0)}),
-    )
+    w = LearnerWorker(student_dir, CONFIG.model_copy(update={"loss": LossConfig(beta=0.0)}))
     assert w.reference is None
     first = w.sft_update(train_batch)
     for _ in range(3):
