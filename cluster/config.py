@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from actors.config import RolloutConfig
-from cluster.sections import ClusterConfig, SelectConfig, TrainConfig
+from cluster.sections import ClusterConfig, EvalConfig, SelectConfig, TrainConfig
 from driving.config import ScenesConfig
 from learner.config import LearnerConfig, SFTConfig
 from scorer.config import ScorerConfig
@@ -54,6 +54,7 @@ class ExperimentConfig(BaseModel):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @model_validator(mode="after")
@@ -63,6 +64,11 @@ class ExperimentConfig(BaseModel):
             raise ValueError(
                 f"learner.loss.temperature ({self.learner.loss.temperature}) must equal "
                 f"rollout.sampling.temperature ({sampled}): the GRPO ratio compares log-probs at one temperature"
+            )
+        if self.train.reinject_source == "ground_truth" and not self.learner.loss.policy_shaping:
+            raise ValueError(
+                "train.reinject_source ground_truth needs learner.loss.policy_shaping: true: the ground "
+                "truth was never sampled, so it has no behaviour log-probs for the clipped GRPO ratio"
             )
         return self
 

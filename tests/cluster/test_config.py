@@ -55,16 +55,25 @@ def test_config_is_frozen():
         (
             "bogus.x=1",
             "bogus: unknown key; allowed here: run, scenes, scorer, teacher, rollout, learner, sft, select, "
-            "train, cluster",
+            "train, eval, cluster",
         ),
         ("teacher.backend.type=oracle", "teacher.backend"),
         ("scenes.views=[side]", "scenes.views: Value error, unknown view(s) ['side']; allowed: front, bev"),
         ("noequals", "an override is KEY=VALUE"),
+        ("train.reinject_source=expert", "train.reinject_source: Input should be 'corrections' or"),
+        (
+            "train.reinject_top_k=0 train.reinject_source=ground_truth",
+            "train: reinject_source ground_truth with reinject_top_k 0 reinjects nothing",
+        ),
+        (
+            "train.reinject_source=ground_truth learner.loss.policy_shaping=false",
+            "train.reinject_source ground_truth needs learner.loss.policy_shaping: true",
+        ),
     ],
 )
 def test_errors_name_the_key_and_allowed_values(override, expected):
     with pytest.raises(ConfigError) as info:
-        load_config(None, [override])
+        load_config(None, override.split(" "))
     assert expected.replace("Value error, ", "") in str(info.value)
 
 
