@@ -18,6 +18,7 @@ COMMANDS = [
     "select",
     "train",
     "top",
+    "eval",
     "demo",
 ]
 

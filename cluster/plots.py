@@ -1,5 +1,6 @@
-"""PNG plots of a run: the selection's mean/variance plane, and the training curves (reward, all-fail
-groups before/after feedback, reinjections, learner diagnostics, step-time breakdown)."""
+"""PNG plots of a run: the selection's mean/variance plane, the training curves (reward, all-fail
+groups before/after feedback, reinjections, learner diagnostics, step-time breakdown), and an
+evaluation's per-family bars and score histograms."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from cluster.metrics import PHASES, StepRecord
 
 if TYPE_CHECKING:
+    from cluster.evaluate import EvalReport
     from cluster.sections import SelectConfig
     from cluster.select import SceneVerdict
 
@@ -111,3 +113,57 @@ def plot_training(records: Sequence[StepRecord], out_dir: str | Path) -> list[Pa
     fig.savefig(timing)
     plt.close(fig)
     return [curves, timing]
+
+
+def plot_eval(report: EvalReport, out_dir: str | Path) -> list[Path]:
+    """eval_families.png (PDMS, EPDMS and all-fail ratio per family) and eval_scores.png (histograms of
+    the greedy PDMS and EPDMS and of the sampled rewards)."""
+    import numpy as np
+
+    plt = _pyplot()
+    out = Path(out_dir)
+    families = list(report.by_family)
+    x = np.arange(len(families))
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.7 * len(families) + 2), 4.8), dpi=100)
+    for offset, (label, values) in zip(
+        (-0.27, 0.0, 0.27),
+        [
+            ("PDMS", [report.by_family[f]["pdms"]["score"] for f in families]),
+            ("EPDMS", [report.by_family[f]["epdms"]["score"] for f in families]),
+            (
+                f"all-fail ratio (n = {report.samples})",
+                [report.by_family[f]["all_fail_ratio"] for f in families],
+            ),
+        ],
+    ):
+        ax.bar(x + offset, values, width=0.27, label=label)
+    ax.set_xticks(
+        x, [f"{f}\n({report.by_family[f]['scenes']})" for f in families], rotation=45, ha="right", fontsize=7
+    )
+    ax.set(ylim=(0, 1), title=f"per family: {report.split} split, {report.overall['scenes']} scenes")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    bars = out / "eval_families.png"
+    fig.savefig(bars)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=100)
+    bins = np.linspace(0.0, 1.0, 21)
+    columns = [
+        ("greedy PDMS", [s.pdms["score"] for s in report.scenes]),
+        ("greedy EPDMS", [s.epdms["score"] for s in report.scenes]),
+        (
+            f"sampled {report.reward_metric.upper()} (n = {report.samples})",
+            [r for s in report.scenes for r in s.sampled],
+        ),
+    ]
+    for ax, (title, values) in zip(axes, columns):
+        ax.hist(values, bins=bins, color="tab:blue")
+        ax.axvline(report.threshold, color="k", lw=0.8, ls="--", label=f"s = {report.threshold}")
+        ax.set(title=title, xlabel="score", ylabel="answers")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    hist = out / "eval_scores.png"
+    fig.savefig(hist)
+    plt.close(fig)
+    return [bars, hist]
