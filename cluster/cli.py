@@ -19,6 +19,7 @@ COMMANDS = [
     "train",
     "top",
     "eval",
+    "ablate",
     "demo",
 ]
 

@@ -102,3 +102,53 @@ class EvalConfig(_Frozen):
     split: Literal["train", "val", "test"] = "test"
     max_scenes: int | None = Field(default=None, ge=1)  # the first M scenes of the split (None: all)
     samples: int = Field(default=8, ge=1)  # n: sampled answers per scene
+
+
+# ----------------------------------------------------------------------------------- ablation ---
+
+ArmData = Literal["full", "hard", "random"]  # every training scene / the `select` subset / a random one
+AblationTable = Literal["method", "data"]  # the method ablation; the data, k and policy-shaping one
+
+
+class Arm(_Frozen):
+    """One arm of `elf-vla ablate`: a name and dotted overrides of the base config (`cluster.ablate`)."""
+
+    name: str = Field(min_length=1, max_length=40)
+    overrides: list[str] = Field(default_factory=list)  # KEY=VALUE, as on the command line
+    train: bool = True  # False: the base checkpoint evaluated as it is (the SFT row)
+    data: ArmData = "hard"
+    tables: list[AblationTable] = Field(default_factory=lambda: ["method"])
+
+
+def _arm(name: str, *overrides: str, data: ArmData = "hard", tables: tuple = ("method",)) -> Arm:
+    return Arm(name=name, overrides=list(overrides), data=data, tables=list(tables))
+
+
+DEFAULT_ARMS = (
+    Arm(name="SFT", train=False),
+    _arm("GRPO", "train.reinject_top_k=0"),
+    _arm("GT-GRPO", "train.reinject_source=ground_truth"),
+    _arm("Rule-GRPO", "teacher.backend.type=coarse"),
+    _arm("ELF", tables=("method", "data")),
+    _arm("ELF w/o PS", "learner.loss.policy_shaping=false", tables=("data",)),
+    _arm("ELF k=2", "train.reinject_top_k=2", tables=("data",)),
+    _arm("ELF k=4", "train.reinject_top_k=4", tables=("data",)),
+    _arm("ELF full data", data="full", tables=("data",)),
+    _arm("ELF random subset", data="random", tables=("data",)),
+)
+
+
+class AblateConfig(_Frozen):
+    """The arms and seeds of `elf-vla ablate`; every arm trains `train.steps` steps of the base config."""
+
+    arms: list[Arm] = Field(default_factory=lambda: list(DEFAULT_ARMS), min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AblateConfig:
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arms: names must be distinct, got {names}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: must be distinct, got {self.seeds}")
+        return self

@@ -105,3 +105,12 @@ def test_overrides_reach_into_a_discriminated_union():
     assert cfg.teacher.backend.type == "coarse"
     with pytest.raises(ConfigError, match=r"teacher.backend.modle_path: unknown key \(did you mean"):
         load_config(None, ["teacher.backend.modle_path=/x"])
+
+
+def test_switching_a_backend_type_starts_from_its_defaults(tmp_path):
+    from cluster.config import write_resolved
+
+    resolved = write_resolved(load_config(None, ["teacher.backend.type=analytic"]), tmp_path)
+    assert "safety_margin_m" in resolved.read_text()  # a resolved file holds every analytic key ...
+    switched = load_config(resolved, ["teacher.backend.type=coarse"])  # ... which coarse does not have
+    assert switched.teacher.backend.type == "coarse"
