@@ -10,6 +10,7 @@ import sys
 # Module names under cluster.commands, in the order `--help` lists them.
 COMMANDS = [
     "make_scenes",
+    "import_navsim",
     "show_scene",
     "init_model",
     "serve_teacher",
