@@ -10,6 +10,10 @@ the engines serve (those of step t-1); the sync waits for that collection, so a 
 by weights at most one version older than the learner that trains on it (`StepRecord.staleness` <= 1,
 the sampling version of every response is recorded).
 
+Variants (the ablations' arms, by config): plain GRPO (`train.reinject_top_k: 0`: no feedback is asked
+for), GT-GRPO (`train.reinject_source: ground_truth`: the scored ground truth is offered where feedback
+would be), and reinjection without policy shaping (`learner.loss.policy_shaping: false`, `learner.batch`).
+
 Reproducibility. The scenes of step t and the sampling seeds are functions of (run.seed, t) only, so a
 resumed run replays the same data order and RNG; the learner restores its optimizer and RNG state from
 its checkpoint, and an async run's already-collected next batch is saved with it.
