@@ -10,6 +10,7 @@ import sys
 # Module names under cluster.commands, in the order `--help` lists them.
 COMMANDS = [
     "make_scenes",
+    "import_navsim",
     "show_scene",
     "init_model",
     "serve_teacher",
@@ -18,6 +19,8 @@ COMMANDS = [
     "select",
     "train",
     "top",
+    "eval",
+    "ablate",
     "demo",
 ]
 

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from actors.config import RolloutConfig
-from cluster.sections import ClusterConfig, SelectConfig, TrainConfig
+from cluster.sections import ClusterConfig, EvalConfig, SelectConfig, TrainConfig
 from driving.config import ScenesConfig
 from learner.config import LearnerConfig, SFTConfig
 from scorer.config import ScorerConfig
@@ -54,6 +54,7 @@ class ExperimentConfig(BaseModel):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @model_validator(mode="after")
@@ -63,6 +64,11 @@ class ExperimentConfig(BaseModel):
             raise ValueError(
                 f"learner.loss.temperature ({self.learner.loss.temperature}) must equal "
                 f"rollout.sampling.temperature ({sampled}): the GRPO ratio compares log-probs at one temperature"
+            )
+        if self.train.reinject_source == "ground_truth" and not self.learner.loss.policy_shaping:
+            raise ValueError(
+                "train.reinject_source ground_truth needs learner.loss.policy_shaping: true: the ground "
+                "truth was never sampled, so it has no behaviour log-probs for the clipped GRPO ratio"
             )
         return self
 
@@ -82,18 +88,35 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _known_keys(model: type[BaseModel], path: list[str]) -> list[str] | None:
-    """Field names at `path` inside `model`, or None where the path leaves the typed models.
-    Through a union (`type: analytic | vlm`) the keys of every member count."""
+def _models_at(model: type[BaseModel], path: list[str]) -> list[type[BaseModel]]:
+    """The models a value at `path` inside `model` can be: one, or a union's members; [] off the models."""
     current: list[type[BaseModel]] = [model]
     for part in path:
         fields = [m.model_fields[part] for m in current if part in m.model_fields]
-        if not fields:
-            return None
         current = [m for f in fields for m in _models_in(f.annotation)]
+    return current
+
+
+def _known_keys(model: type[BaseModel], path: list[str]) -> list[str] | None:
+    """Field names at `path` inside `model`, or None where the path leaves the typed models.
+    Through a union (`type: analytic | vlm`) the keys of every member count."""
+    current = _models_at(model, path)
     if not current:
         return None
     return list(dict.fromkeys(name for m in current for name in m.model_fields))
+
+
+def _switch_member(node: dict, path: list[str], value: Any, model: type[BaseModel]) -> None:
+    """After `...backend.type=coarse`: drop the keys the chosen union member does not have (those of
+    the member it replaces, e.g. in a resolved config), so that it starts from its own defaults."""
+    members = [
+        m
+        for m in _models_at(model, path[:-1])
+        if "type" in m.model_fields and value in typing.get_args(m.model_fields["type"].annotation)
+    ]
+    if len(members) == 1:
+        for key in [k for k in node if k not in members[0].model_fields]:
+            del node[key]
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -115,6 +138,8 @@ def apply_override(data: dict, path: list[str], value: Any, model: type[BaseMode
             raise ConfigError([f"{where}: unknown key{hint}; allowed here: {', '.join(allowed)}"])
         if depth == len(path) - 1:
             node[part] = value
+            if part == "type":
+                _switch_member(node, path, value, model)
         else:
             child = node.get(part)
             if not isinstance(child, dict):
@@ -159,6 +184,11 @@ def load_config(
     for text in overrides or []:
         key_path, value = parse_override(text)
         apply_override(data, key_path, value, model)
+    return validate(data, model, source)
+
+
+def validate(data: dict, model: type[ExperimentConfig] = ExperimentConfig, source: str | None = None) -> Any:
+    """The config of a plain mapping (a YAML file's, with overrides applied), or a ConfigError."""
     try:
         return model.model_validate(data)
     except ValidationError as err:

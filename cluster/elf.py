@@ -11,6 +11,12 @@ Where this pins down what the paper leaves open:
   learned from like any other wrong response.
 * A correction is reinjected only if its reward is strictly greater than the group's original maximum;
   the k best such (ties by sample order).
+* GT-GRPO (`train.reinject_source: ground_truth`, an ablation): the scene's ground-truth answer takes the
+  corrections' place, in exactly the groups that would get feedback (`trigger`), under the same rule
+  (reinjected only if it beats the group's maximum) and learned the same way (under q_base, policy
+  shaping). Only in failing groups: reinjecting it everywhere would mix SFT into every group, a different
+  method; the ablation asks what the *source* of the reinjected answer is worth, all else equal. It
+  needs no teacher and no q_fb sampling (the loop asks for neither).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The jobs the commands (and the demo) run: `run_select` and `run_train`. Start-up goes in the order that
+"""The jobs the commands (and the demo) run: `run_select`, `run_train` and `run_eval`. Start-up goes in the order that
 fails cheapest first: the config's folders (`check_inputs`, before Ray starts), then Ray, the placement
 groups, and the components (`start_services`). Ray is left running for the caller to stop.
 
@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from actors.rollout import RolloutPool
     from cluster.config import ExperimentConfig
+    from cluster.evaluate import EvalReport
     from cluster.loop import ElfGrpoTrainer, Services
     from cluster.metrics import StepRecord
     from cluster.resources import ResourceLayout
     from cluster.select import SceneVerdict
+    from scorer.pool import ScorerPool
 
 
 class StartupError(ValueError):
@@ -83,14 +86,11 @@ def reserve_resources(config: ExperimentConfig) -> ResourceLayout:
         raise StartupError([f"placement: {err}"]) from None
 
 
-def start_services(config: ExperimentConfig, layout: ResourceLayout, with_learner: bool = True) -> Services:
-    """Rollout pool, scorer pool, teacher client and learner group, each placed in its placement group."""
+def start_pools(config: ExperimentConfig, layout: ResourceLayout) -> tuple[RolloutPool, ScorerPool]:
+    """The rollout pool and the scorer pool, each placed in its placement group."""
     from functools import partial
 
-    from actors.model_factory import load_processor
     from actors.rollout import RolloutPool
-    from cluster.loop import Services
-    from learner.group import LearnerGroup
     from scorer.pool import ScorerPool
 
     r, s = config.rollout, config.scorer
@@ -109,6 +109,19 @@ def start_services(config: ExperimentConfig, layout: ResourceLayout, with_learne
         num_cpus_per_actor=s.num_cpus_per_actor,
         actor_options=partial(layout.options, "scorer"),
     )
+    return rollouts, scorer
+
+
+def start_services(config: ExperimentConfig, layout: ResourceLayout, with_learner: bool = True) -> Services:
+    """Rollout pool, scorer pool, teacher client and learner group, each placed in its placement group."""
+    from functools import partial
+
+    from actors.model_factory import load_processor
+    from cluster.loop import Services
+    from learner.group import LearnerGroup
+
+    r = config.rollout
+    rollouts, scorer = start_pools(config, layout)
     learner = None
     if with_learner:
         learner = LearnerGroup(
@@ -147,9 +160,7 @@ def run_select(config: ExperimentConfig, out_dir: str | Path) -> tuple[Path, lis
 
     check_inputs(config, needs_learner=False)
     start_ray_for(config)
-    layout = reserve_resources(
-        config.model_copy(update={"learner": config.learner.model_copy(update={"ranks": 0})})
-    )
+    layout = reserve_resources(_without_learner(config))
     services = start_services(config, layout, with_learner=False)
     try:
         dataset = SceneDataset(config.train.scenes_dir)  # type: ignore[arg-type]  # checked
@@ -162,6 +173,63 @@ def run_select(config: ExperimentConfig, out_dir: str | Path) -> tuple[Path, lis
         return write_selection(verdicts, config, out_dir), verdicts
     finally:
         services.shutdown()
+
+
+def _without_learner(config: ExperimentConfig) -> ExperimentConfig:
+    """The config with no learner ranks: what a job that does not learn reserves."""
+    return config.model_copy(update={"learner": config.learner.model_copy(update={"ranks": 0})})
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A student folder (init-model, SFT or training checkpoint), or a training run folder: its latest
+    checkpoint."""
+    from actors.model_factory import MARKER
+    from cluster.loop import CHECKPOINTS, LATEST
+
+    path = Path(path)
+    latest = path / CHECKPOINTS / LATEST
+    if not (path / MARKER).is_file() and latest.is_file():
+        return path / CHECKPOINTS / latest.read_text().strip()
+    return path
+
+
+def run_eval(config: ExperimentConfig, out_dir: str | Path | None = None) -> EvalReport:
+    """Evaluate the student `rollout.student_dir` on `eval.split` of `eval.scenes_dir` (or
+    `train.scenes_dir`); with `out_dir`, write the report, its tables and plots there."""
+    from tqdm import tqdm
+
+    from actors.model_factory import MARKER
+    from cluster.evaluate import evaluate_checkpoint, write_report
+    from cluster.rollouts import is_text_only
+    from driving.dataset import SceneDataset
+
+    student, scenes = Path(config.rollout.student_dir), config.eval.scenes_dir or config.train.scenes_dir
+    problems = []
+    if not (student / MARKER).is_file():
+        problems.append(f"rollout.student_dir: {student} is not a student folder (no {MARKER})")
+    if scenes is None or not (Path(scenes) / "manifest.json").is_file():
+        problems.append(f"eval.scenes_dir: {scenes} is not a scene folder (no manifest.json)")
+    if problems:
+        raise StartupError(problems)
+    dataset = SceneDataset(scenes)  # type: ignore[arg-type]  # checked
+    entries = list(dataset.entries(config.eval.split))[: config.eval.max_scenes]
+    if not entries:
+        raise StartupError([f"eval.split: no {config.eval.split} scenes in {scenes}"])
+    start_ray_for(config)
+    layout = reserve_resources(_without_learner(config))
+    rollouts, scorer = start_pools(config, layout)
+    try:
+        with tqdm(total=len(entries), unit="scene", desc="eval", file=sys.stderr) as bar:
+            report = evaluate_checkpoint(
+                config, rollouts, scorer, dataset, entries, is_text_only(student), bar.update
+            )
+    finally:
+        rollouts.shutdown()
+        scorer.shutdown()
+        layout.release()
+    if out_dir is not None:
+        write_report(report, out_dir)
+    return report
 
 
 @dataclass(frozen=True)

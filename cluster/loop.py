@@ -10,6 +10,10 @@ the engines serve (those of step t-1); the sync waits for that collection, so a 
 by weights at most one version older than the learner that trains on it (`StepRecord.staleness` <= 1,
 the sampling version of every response is recorded).
 
+Variants (the ablations' arms, by config): plain GRPO (`train.reinject_top_k: 0`: no feedback is asked
+for), GT-GRPO (`train.reinject_source: ground_truth`: the scored ground truth is offered where feedback
+would be), and reinjection without policy shaping (`learner.loss.policy_shaping: false`, `learner.batch`).
+
 Reproducibility. The scenes of step t and the sampling seeds are functions of (run.seed, t) only, so a
 resumed run replays the same data order and RNG; the learner restores its optimizer and RNG state from
 its checkpoint, and an async run's already-collected next batch is saved with it.
@@ -41,9 +45,10 @@ from cluster.elf import (
     format_feedback,
     group_outcome,
     reinject_best_corrections,
+    triggers_feedback,
 )
 from cluster.metrics import Metrics, StepRecord
-from cluster.rollouts import load_prompts, rewards, score_rollouts
+from cluster.rollouts import ground_truth_rollout, load_prompts, rewards, score_rollouts
 from driving.dataset import IndexEntry, SceneDataset
 from driving.scene import Scene
 from learner.batch import Group, build_train_batch
@@ -191,10 +196,11 @@ class ElfGrpoTrainer:
         _check_accounted(scenes, groups, cfg.group_size)
         with t("teacher"):  # 4. diagnoses for wrong responses, rule feedback for correct ones
             fb_prompts = self._feedback_prompts(scenes, prompts, groups)
-        with t("correction"):  # 5. the student answers q_fb; corrections are scored
+        with t("correction"):  # 5. the student answers q_fb; corrections are scored (GT-GRPO: the truth)
             corrections = self._corrections(step, scenes, fb_prompts)
+            candidates = corrections if cfg.samples_corrections else self._ground_truths(scenes, groups)
         train_groups, outcomes = [], []
-        for prompt, group, fixes in zip(prompts, groups, corrections):  # 6. reinject the k best
+        for prompt, group, fixes in zip(prompts, groups, candidates):  # 6. reinject the k best
             chosen = reinject_best_corrections(rewards(group), rewards(fixes), cfg.reinject_top_k)
             train_groups.append(Group(prompt, tuple(group), tuple(fixes[i] for i in chosen)))
             outcomes.append(group_outcome(rewards(group), rewards(fixes), chosen, cfg.correct_threshold))
@@ -203,7 +209,10 @@ class ElfGrpoTrainer:
 
     def learn(self, experience: Experience) -> UpdateStats:
         """Steps 7-8: advantages over each group's union, one learner update."""
-        batch = build_train_batch(experience.groups, self.s.processor, self.config.learner.loss.std_normalize)
+        loss = self.config.learner.loss
+        batch = build_train_batch(
+            experience.groups, self.s.processor, loss.std_normalize, loss.policy_shaping
+        )
         return self.s.learner.update(batch)
 
     def sync(self) -> int:
@@ -254,8 +263,11 @@ class ElfGrpoTrainer:
     def _feedback_prompts(
         self, scenes: Sequence[Scene], prompts: Sequence[Prompt], groups: Sequence[Sequence[Rollout]]
     ) -> list[list[FeedbackPrompt]]:
-        """Per group, the q_fb prompts of the responses chosen for feedback (`elf.choose_feedback`)."""
+        """Per group, the q_fb prompts of the responses chosen for feedback (`elf.choose_feedback`); none
+        where nothing would learn from them (plain GRPO, GT-GRPO)."""
         cfg = self.config.train
+        if not cfg.samples_corrections:
+            return [[] for _ in groups]
         choices = [
             choose_feedback(
                 rewards(g),
@@ -339,6 +351,22 @@ class ElfGrpoTrainer:
             per_group.append([a[0] for a in answers[at : at + len(ps)]])
             at += len(ps)
         return score_rollouts(self.s.scorer, scenes, per_group, self.config.scorer.metric)
+
+    def _ground_truths(
+        self, scenes: Sequence[Scene], groups: Sequence[Sequence[Rollout]]
+    ) -> list[list[Rollout]]:
+        """GT-GRPO: per group, the scored ground-truth answer where the group triggers feedback (else
+        none); it is reinjected, like a correction, only if it beats the group's maximum."""
+        if self.config.train.reinject_source != "ground_truth":
+            return [[] for _ in groups]
+        cfg, version = self.config.train, self.s.rollouts.version
+        truths = [
+            [ground_truth_rollout(scene, self.s.processor, version)]
+            if triggers_feedback(rewards(g), cfg.correct_threshold, cfg.trigger)
+            else []
+            for scene, g in zip(scenes, groups)
+        ]
+        return score_rollouts(self.s.scorer, scenes, truths, self.config.scorer.metric)
 
     def _sampling(self, step: int, kind: str) -> SamplingParams:
         return self.config.rollout.sampling.params(seed=sampling_seed(self.config.run.seed, step, kind))

@@ -1,5 +1,6 @@
-"""PNG plots of a run: the selection's mean/variance plane, and the training curves (reward, all-fail
-groups before/after feedback, reinjections, learner diagnostics, step-time breakdown)."""
+"""PNG plots of a run: the selection's mean/variance plane, the training curves (reward, all-fail
+groups before/after feedback, reinjections, learner diagnostics, step-time breakdown), and an
+evaluation's per-family bars and score histograms."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from cluster.metrics import PHASES, StepRecord
 
 if TYPE_CHECKING:
+    from cluster.evaluate import EvalReport
     from cluster.sections import SelectConfig
     from cluster.select import SceneVerdict
 
@@ -111,3 +113,111 @@ def plot_training(records: Sequence[StepRecord], out_dir: str | Path) -> list[Pa
     fig.savefig(timing)
     plt.close(fig)
     return [curves, timing]
+
+
+def plot_eval(report: EvalReport, out_dir: str | Path) -> list[Path]:
+    """eval_families.png (PDMS, EPDMS and all-fail ratio per family) and eval_scores.png (histograms of
+    the greedy PDMS and EPDMS and of the sampled rewards)."""
+    import numpy as np
+
+    plt = _pyplot()
+    out = Path(out_dir)
+    families = list(report.by_family)
+    x = np.arange(len(families))
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.7 * len(families) + 2), 4.8), dpi=100)
+    for offset, (label, values) in zip(
+        (-0.27, 0.0, 0.27),
+        [
+            ("PDMS", [report.by_family[f]["pdms"]["score"] for f in families]),
+            ("EPDMS", [report.by_family[f]["epdms"]["score"] for f in families]),
+            (
+                f"all-fail ratio (n = {report.samples})",
+                [report.by_family[f]["all_fail_ratio"] for f in families],
+            ),
+        ],
+    ):
+        ax.bar(x + offset, values, width=0.27, label=label)
+    ax.set_xticks(
+        x, [f"{f}\n({report.by_family[f]['scenes']})" for f in families], rotation=45, ha="right", fontsize=7
+    )
+    ax.set(ylim=(0, 1), title=f"per family: {report.split} split, {report.overall['scenes']} scenes")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    bars = out / "eval_families.png"
+    fig.savefig(bars)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=100)
+    bins = np.linspace(0.0, 1.0, 21)
+    columns = [
+        ("greedy PDMS", [s.pdms["score"] for s in report.scenes]),
+        ("greedy EPDMS", [s.epdms["score"] for s in report.scenes]),
+        (
+            f"sampled {report.reward_metric.upper()} (n = {report.samples})",
+            [r for s in report.scenes for r in s.sampled],
+        ),
+    ]
+    for ax, (title, values) in zip(axes, columns):
+        ax.hist(values, bins=bins, color="tab:blue")
+        ax.axvline(report.threshold, color="k", lw=0.8, ls="--", label=f"s = {report.threshold}")
+        ax.set(title=title, xlabel="score", ylabel="answers")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    hist = out / "eval_scores.png"
+    fig.savefig(hist)
+    plt.close(fig)
+    return [bars, hist]
+
+
+def plot_ablation(summary: dict, out_dir: str | Path) -> list[Path]:
+    """all_fail_curves.png: the all-fail group ratio per training step, before feedback and after
+    reinjection, mean over seeds, one line per trained arm; family_pdms.png: test PDMS per family of the
+    method-table arms (mean over seeds)."""
+    import numpy as np
+
+    plt = _pyplot()
+    out = Path(out_dir)
+    cells = summary["cells"]
+    arms = [a["name"] for a in summary["arms"]]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100, sharey=True)
+    for ax, key, title in zip(
+        axes, ("all_fail_before", "all_fail_after"), ("before feedback", "after reinjection")
+    ):
+        for name in arms:
+            curves = [c[key] for c in cells if c["arm"] == name and c[key]]
+            if not curves:
+                continue
+            steps = min(len(c) for c in curves)
+            mean = np.mean([c[:steps] for c in curves], axis=0)
+            ax.plot(range(1, steps + 1), mean, marker="o", ms=3, label=f"{name} ({len(curves)} seeds)")
+        ax.set(title=f"all-fail group ratio, {title}", xlabel="step", ylim=(-0.02, 1.02))
+    axes[0].set_ylabel("share of groups with no correct answer")
+    if axes[1].get_lines():
+        axes[1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    curves_png = out / "all_fail_curves.png"
+    fig.savefig(curves_png)
+    plt.close(fig)
+
+    method = [a["name"] for a in summary["arms"] if "method" in a["tables"]]
+    families = sorted({f for c in cells for f in c["by_family"]})
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.8 * len(families) + 2), 4.8), dpi=100)
+    width = 0.8 / max(1, len(method))
+    x = np.arange(len(families))
+    for i, name in enumerate(method):
+        mine = [c for c in cells if c["arm"] == name]
+        if not mine:
+            continue
+        values = [
+            np.mean([c["by_family"][f]["pdms"]["score"] for c in mine if f in c["by_family"]] or [0.0])
+            for f in families
+        ]
+        ax.bar(x - 0.4 + (i + 0.5) * width, values, width=width, label=name)
+    ax.set_xticks(x, families, rotation=45, ha="right", fontsize=7)
+    ax.set(ylim=(0, 1), title="test PDMS per family (mean over seeds)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    family_png = out / "family_pdms.png"
+    fig.savefig(family_png)
+    plt.close(fig)
+    return [curves_png, family_png]

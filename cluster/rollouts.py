@@ -1,15 +1,17 @@
 """What selection, training and evaluation share: scenes and their q_base prompts from a dataset folder,
-and scoring groups of rollouts (unparseable responses get reward 0 without reaching the scorer)."""
+scoring groups of rollouts (unparseable responses get reward 0 without reaching the scorer), and the
+ground-truth answer as a rollout (GT-GRPO's reinjected sample)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from actors.prompts import Prompt, build_base_prompt, front_image
+from actors.response import ground_truth_response, parse_response
 from actors.rollout import Rollout
 from cluster.elf import unparseable_breakdown
 from driving.dataset import IndexEntry, SceneDataset
@@ -62,3 +64,25 @@ def score_rollouts(
 def rewards(group: Sequence[Rollout]) -> list[float]:
     """The scores of a scored group."""
     return [r.score.score if r.score is not None else 0.0 for r in group]
+
+
+def ground_truth_rollout(scene: Scene, processor: Any, version: int) -> Rollout:
+    """The scene's ground-truth answer (`ground_truth_response`) as a reinjectable rollout, tokenised as
+    the engines end an answer (text + end-of-turn token). Tagged `fb` like the corrections it replaces;
+    it was never sampled, so it has no prompt ids and its log-probs are 0 (policy shaping ignores them)."""
+    from actors.encoding import text_tokenizer
+
+    text = ground_truth_response(scene)
+    tok = text_tokenizer(processor)
+    ids = tok(text + tok.eos_token, add_special_tokens=False)["input_ids"]
+    return Rollout(
+        scene_id=scene.id or "",
+        kind="fb",
+        prompt_token_ids=(),
+        token_ids=tuple(ids),
+        logprobs=np.zeros(len(ids), dtype=np.float32),
+        finish_reason="stop",
+        text=text,
+        response=parse_response(text),
+        version=version,
+    )

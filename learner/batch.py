@@ -6,6 +6,12 @@ corrections, although sampled from q_fb, are learned under q_base (the paper's s
 learns to produce the corrected answer without the feedback. Their sampling log-probs (under q_fb) are
 not used: policy shaping has no behaviour ratio, so their `old_logprobs` row is 0.
 
+`policy_shaping=False` (the "ELF without policy shaping" ablation) trains reinjected corrections like
+original samples: clipped GRPO with the ratio π_θ(a | q_base) / π_old(a | q_fb), the log-probs they were
+sampled with (the ordinary objective applied to them as they are; the ratio is far from 1 where the
+feedback changed the answer, which is what policy shaping is there to avoid). A reinjected ground truth
+(GT-GRPO) was never sampled and has no such log-probs; the config refuses that combination.
+
 Advantages are computed here, once per batch, over each group's union of original and reinjected
 rewards (`losses.group_advantages`).
 """
@@ -37,7 +43,9 @@ class Group:
 
     prompt: Prompt  # q_base, with its image
     rollouts: tuple[Rollout, ...]  # kind "base", scored
-    reinjected: tuple[Rollout, ...] = ()  # kind "fb", scored; learned under q_base with policy shaping
+    # kind "fb" (corrections, or the ground truth in GT-GRPO), scored; learned under q_base with policy
+    # shaping (or, without it, clipped GRPO against their sampling log-probs)
+    reinjected: tuple[Rollout, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,26 +189,28 @@ def _select_extra(extra: dict[str, torch.Tensor], rows: torch.Tensor, first: int
 # ------------------------------------------------------------------------------- building ---
 
 
-def build_train_batch(groups: Sequence[Group], processor: Any, std_normalize: bool = True) -> TrainBatch:
+def build_train_batch(
+    groups: Sequence[Group], processor: Any, std_normalize: bool = True, policy_shaping: bool = True
+) -> TrainBatch:
     """Encode every sample under its group's q_base, with advantages over each group's union of rewards.
     Original rollouts must have been sampled from exactly this prompt (their prompt token ids are
-    checked); reinjected ones must come from q_fb."""
+    checked); reinjected ones must come from q_fb. Reinjected rows are `shaped` when `policy_shaping`."""
     prompts: list[Prompt] = []
     samples: list[Rollout] = []
-    shaped: list[bool] = []
+    reinjected: list[bool] = []
     group_ids: list[int] = []
     for g, group in enumerate(groups):
         if group.prompt.kind != "base":
             raise ValueError(
                 f"group {g}: the loss is computed under q_base, got a {group.prompt.kind!r} prompt"
             )
-        for rollout, is_shaped in [(r, False) for r in group.rollouts] + [
+        for rollout, is_reinjected in [(r, False) for r in group.rollouts] + [
             (r, True) for r in group.reinjected
         ]:
-            expected = "fb" if is_shaped else "base"
+            expected = "fb" if is_reinjected else "base"
             if rollout.kind != expected:
-                raise ValueError(f"group {g}: a {'reinjected' if is_shaped else 'original'} sample of kind "
-                                 f"{rollout.kind!r}, expected {expected!r}")  # fmt: skip
+                raise ValueError(f"group {g}: a {'reinjected' if is_reinjected else 'original'} sample of "
+                                 f"kind {rollout.kind!r}, expected {expected!r}")  # fmt: skip
             if rollout.score is None:
                 raise ValueError(f"group {g}: rollout of scene {rollout.scene_id} has no score")
             if rollout.scene_id != group.prompt.scene_id:
@@ -208,7 +218,7 @@ def build_train_batch(groups: Sequence[Group], processor: Any, std_normalize: bo
                                  f"{group.prompt.scene_id}")  # fmt: skip
             prompts.append(group.prompt)
             samples.append(rollout)
-            shaped.append(is_shaped)
+            reinjected.append(is_reinjected)
             group_ids.append(g)
     if not samples:
         raise ValueError("no samples to train on")
@@ -216,7 +226,8 @@ def build_train_batch(groups: Sequence[Group], processor: Any, std_normalize: bo
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     encoded = append_responses(encode_prompts(prompts, processor), [s.token_ids for s in samples], pad)
     width = encoded.prompt_width
-    _check_prompt_ids(encoded.inputs, width, samples, shaped)
+    _check_prompt_ids(encoded.inputs, width, samples, reinjected)
+    shaped = [r and policy_shaping for r in reinjected]
     response_mask = encoded.response_mask[:, width:]
     _mask_image_tokens(encoded.inputs.input_ids[:, width:], response_mask, processor, pad)
     old = torch.zeros(response_mask.shape, dtype=torch.float32)
@@ -250,12 +261,12 @@ def _mask_image_tokens(response_ids: torch.Tensor, mask: torch.Tensor, processor
 
 
 def _check_prompt_ids(
-    inputs: ModelInputs, width: int, samples: Sequence[Rollout], shaped: Sequence[bool]
+    inputs: ModelInputs, width: int, samples: Sequence[Rollout], reinjected: Sequence[bool]
 ) -> None:
     """An original sample's log-probs are only comparable if the learner sees the prompt it was sampled
     from, token for token."""
-    for i, (sample, is_shaped) in enumerate(zip(samples, shaped)):
-        if is_shaped or not sample.prompt_token_ids:
+    for i, (sample, is_reinjected) in enumerate(zip(samples, reinjected)):
+        if is_reinjected or not sample.prompt_token_ids:
             continue
         ids = inputs.input_ids[i, :width][inputs.attention_mask[i, :width].bool()].tolist()
         if tuple(ids) != tuple(sample.prompt_token_ids):

@@ -43,6 +43,9 @@ class LossConfig(_Frozen):
     clip_low: float = Field(default=0.2, ge=0.0, lt=1.0)  # ρ >= 1 - clip_low
     clip_high: float = Field(default=0.28, ge=0.0)  # ρ <= 1 + clip_high (DAPO's clip-higher)
     gamma: float = Field(default=0.1, gt=0.0)  # policy shaping f(π) = π / (π + γ) (paper: 0.1)
+    # False (the "ELF without policy shaping" ablation): reinjected corrections get the clipped GRPO
+    # objective, ratio against the log-probs they were sampled with (under q_fb); `learner.batch`
+    policy_shaping: bool = True
     beta: float = Field(default=0.01, ge=0.0)  # KL coefficient; 0 = no reference model is loaded
     std_normalize: bool = True  # False: Dr.GRPO advantages (mean only)
     aggregation: LossAggregation = "token-mean"

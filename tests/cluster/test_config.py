@@ -55,16 +55,25 @@ def test_config_is_frozen():
         (
             "bogus.x=1",
             "bogus: unknown key; allowed here: run, scenes, scorer, teacher, rollout, learner, sft, select, "
-            "train, cluster",
+            "train, eval, cluster",
         ),
         ("teacher.backend.type=oracle", "teacher.backend"),
         ("scenes.views=[side]", "scenes.views: Value error, unknown view(s) ['side']; allowed: front, bev"),
         ("noequals", "an override is KEY=VALUE"),
+        ("train.reinject_source=expert", "train.reinject_source: Input should be 'corrections' or"),
+        (
+            "train.reinject_top_k=0 train.reinject_source=ground_truth",
+            "train: reinject_source ground_truth with reinject_top_k 0 reinjects nothing",
+        ),
+        (
+            "train.reinject_source=ground_truth learner.loss.policy_shaping=false",
+            "train.reinject_source ground_truth needs learner.loss.policy_shaping: true",
+        ),
     ],
 )
 def test_errors_name_the_key_and_allowed_values(override, expected):
     with pytest.raises(ConfigError) as info:
-        load_config(None, [override])
+        load_config(None, override.split(" "))
     assert expected.replace("Value error, ", "") in str(info.value)
 
 
@@ -96,3 +105,12 @@ def test_overrides_reach_into_a_discriminated_union():
     assert cfg.teacher.backend.type == "coarse"
     with pytest.raises(ConfigError, match=r"teacher.backend.modle_path: unknown key \(did you mean"):
         load_config(None, ["teacher.backend.modle_path=/x"])
+
+
+def test_switching_a_backend_type_starts_from_its_defaults(tmp_path):
+    from cluster.config import write_resolved
+
+    resolved = write_resolved(load_config(None, ["teacher.backend.type=analytic"]), tmp_path)
+    assert "safety_margin_m" in resolved.read_text()  # a resolved file holds every analytic key ...
+    switched = load_config(resolved, ["teacher.backend.type=coarse"])  # ... which coarse does not have
+    assert switched.teacher.backend.type == "coarse"

@@ -110,3 +110,50 @@ def test_resume_reproduces_the_next_step(memorised, tmp_path):
     assert [r.step for r in logged] == [1, 2]
     controller = json.loads((tmp_path / "b" / "checkpoints" / "step-000002" / "controller.json").read_text())
     assert controller["step"] == 2
+
+
+def test_plain_grpo_samples_no_feedback(memorised, tmp_path):
+    grpo = make_trainer(memorised, tmp_path, **{"train.reinject_top_k": 0})
+    try:
+        record = grpo.collect(1).record
+    finally:
+        grpo.s.shutdown()
+    assert record.all_fail_before >= 1  # groups fail, yet nothing is asked or reinjected
+    assert (record.feedback_groups, record.diagnoses, record.corrections, record.reinjections) == (0, 0, 0, 0)
+
+
+def test_gt_grpo_reinjects_the_ground_truth_into_failing_groups(memorised, tmp_path):
+    from actors.response import ground_truth_response
+    from driving.scene import load_scene
+
+    gt = make_trainer(memorised, tmp_path, **{"train.reinject_source": "ground_truth"})
+    try:
+        experience = gt.collect(1)
+        stats = gt.learn(experience)
+    finally:
+        gt.s.shutdown()
+    record, s = experience.record, gt.config.train.correct_threshold
+    assert (record.diagnoses, record.corrections) == (0, 0)  # no teacher, no q_fb sampling
+    scenes = {e.id: load_scene(memorised.scenes_dir / e.scene) for e in gt.entries}
+    for group in experience.groups:
+        originals = rewards(group.rollouts)
+        for truth in group.reinjected:  # only into failing groups, only when it beats their best
+            assert max(originals) < s and truth.score.score > max(originals)
+            assert truth.kind == "fb" and truth.text == ground_truth_response(scenes[truth.scene_id])
+    [a] = [g for g in experience.groups if g.prompt.scene_id == memorised.scene_a]
+    [truth] = a.reinjected  # scene A's group only has the memorised wrong answer
+    assert truth.score.score == pytest.approx(memorised.good_reward)  # the memorised answer is the truth
+    assert stats.shaped_samples == record.reinjections >= 1
+
+
+def test_without_policy_shaping_corrections_are_trained_unshaped(memorised, tmp_path):
+    no_ps = make_trainer(memorised, tmp_path, **{"learner.loss.policy_shaping": False})
+    try:
+        experience = no_ps.collect(1)
+        stats = no_ps.learn(experience)
+    finally:
+        no_ps.s.shutdown()
+    reinjected = experience.record.reinjections
+    assert reinjected >= 1 and experience.record.corrections >= reinjected
+    assert stats.shaped_samples == 0 and stats.shaping_weight_mean == 0.0
+    assert stats.samples == experience.record.rollouts + reinjected

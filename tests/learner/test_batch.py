@@ -104,3 +104,24 @@ def test_image_tokens_in_a_response_are_masked(groups, student_dir):
     b = build_train_batch([dataclasses.replace(groups[1], rollouts=(odd,))], processor)
     assert processor.image_token_id not in b.response_ids.tolist()[0]
     assert not b.response_mask[0, 0] and b.response_mask[0, 1:].sum() == len(ids) - 1
+
+
+def test_without_policy_shaping_corrections_get_the_clipped_grpo_objective(groups, student_dir, train_batch):
+    from actors.model_factory import load_student
+    from learner.losses import elf_grpo_token_losses
+
+    _, processor, _ = load_student(student_dir)
+    b = build_train_batch(groups, processor, policy_shaping=False)
+    correction = groups[0].reinjected[0]
+    n = len(correction.token_ids)
+    assert not b.shaped.any()  # the correction (row 3) is an ordinary GRPO sample ...
+    torch.testing.assert_close(b.old_logprobs[3, :n], torch.as_tensor(correction.logprobs))  # ... vs q_fb
+    torch.testing.assert_close(b.advantages, train_batch.advantages)  # same union advantages
+    assert torch.equal(b.inputs.input_ids, train_batch.inputs.input_ids)  # still under q_base
+    # a ratio of e^0.5 > 1 + clip_high with A > 0: the clipped term, -A (1 + clip_high), on every token
+    logprobs = b.old_logprobs + 0.5
+    terms = elf_grpo_token_losses(logprobs, b.old_logprobs, None, b.advantages, b.shaped, 0.2, 0.28, 0.1, 0.0)
+    mask = b.response_mask[3]
+    want = torch.full((int(mask.sum()),), -float(b.advantages[3]) * 1.28)
+    torch.testing.assert_close(terms.total[3][mask], want)
+    assert terms.clipped[3][mask].all() and (terms.shaping == 0).all()
