@@ -18,9 +18,12 @@ Rewrites for speed, equal to NAVSIM up to float rounding:
   `matmul`, which calls BLAS gemv per row — never one BLAS call across the batch, whose rounding depends
   on the batch size), so a trajectory simulates to the same bits alone or in a group.
 
-The step loop runs on K-vectors, where numpy's cost per call dominates: scalar constants are 0-d arrays
-(half the cost of Python floats in an operation) and the lateral error's two terms share one call; each
-value is still NAVSIM's expression, evaluated in NAVSIM's order.
+The step loop is compiled (numba, `_track`): it is sequential in time, so numpy could only vectorise it
+over the K rows, and on K ≈ 16 its ~40 calls per step cost ~50× the arithmetic. Compiled, each row is a
+scalar loop; each value is still NAVSIM's expression, evaluated in NAVSIM's order (numba does not fuse
+multiply-adds without fastmath). sin, cos, tan and atan2 come from the C library there, where numpy may
+use its own SIMD versions: the states can differ from the numpy loop's in the last bit (~1e-16 relative).
+What is computed for all steps at once (the fits, `_Reference`) stays in numpy.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from numba import njit
 
 from scorer.constants import (
     ACCEL_TIME_CONSTANT,
@@ -64,6 +68,11 @@ _KVV = np.stack([H - 1 - _K, _AFTER + _K * (H - 1 - _K), _K * _AFTER])
 LON_GAIN = (-1.0 / ((H * DT) * Q_LON * (H * DT) + R_LON)) * (H * DT) * Q_LON  # accel per m/s of error
 ACCEL_LAG = DT / (DT + ACCEL_TIME_CONSTANT)
 STEERING_LAG = DT / (DT + STEERING_TIME_CONSTANT)
+# the lateral system's horizon sums as polynomials in (v0, δ = a·dt); tuples of floats, constants in `_track`
+A01 = (DT * H, DT * float(_K.sum()))  # a01 = Σ v_k·dt: coefficients of v0, δ
+B1 = (DT**2 / WHEEL_BASE * float(_K.sum()), DT**2 / WHEEL_BASE * float((_K * _K).sum()))
+A02 = tuple(float(c) for c in DT**2 / WHEEL_BASE * _VV)  # coefficients of v0², v0δ, δ²
+B0 = tuple(float(c) for c in DT**3 / WHEEL_BASE * _IVV)
 
 
 @lru_cache(maxsize=4)
@@ -140,86 +149,95 @@ class _Reference:
         self.heading = heading.copy()
         self.normal = np.stack([-np.sin(heading), np.cos(heading)], axis=1)  # (n, 2, K) lateral axis
         self.velocity = velocity[:, ref].T.copy()  # velocity to reach at the horizon
-        self.may_stop = (self.velocity <= STOPPING_VELOCITY).any(axis=1).tolist()
         sums = _weighted_sums(curv, np.vstack([np.ones(H), _K, _KVV]))
         self.g1_v, self.g1_d = -DT * sums[0], -DT * sums[1]  # g1 = Σ c_k = g1_v·v0 + g1_d·δ
         self.g0_vv, self.g0_vd, self.g0_dd = -(DT**2) * sums[2:]  # g0 coefficients of v0², v0δ, δ²
 
 
-def _const(value: float) -> np.ndarray:
-    """A 0-d array: numpy combines it with an array at the cost of an array, half that of a Python float."""
-    return np.array(value, dtype=np.float64)
+@njit(cache=True)
+def _wrap_scalar(angle: float) -> float:
+    return np.arctan2(np.sin(angle), np.cos(angle))
 
 
-_DT, _WHEEL_BASE, _R_LAT = _const(DT), _const(WHEEL_BASE), _const(R_LAT)
-_LON_GAIN, _STOP_GAIN = _const(LON_GAIN), _const(-STOPPING_GAIN)
-_ACCEL_LAG, _STEERING_LAG = _const(ACCEL_LAG), _const(STEERING_LAG)
-_MAX_STEER, _MIN_STEER = _const(MAX_STEERING_ANGLE), _const(-MAX_STEERING_ANGLE)
-_Q0, _Q1 = _const(Q_LAT[0]), _const(Q_LAT[1])
-_A01 = (_const(DT * H), _const(DT * _K.sum()))  # a01 = Σ v_k·dt in (v0, δ)
-_B1 = (_const(DT**2 / WHEEL_BASE * _K.sum()), _const(DT**2 / WHEEL_BASE * (_K * _K).sum()))
-_A02 = tuple(_const(c) for c in DT**2 / WHEEL_BASE * _VV)  # coefficients of v0², v0δ, δ²
-_B0 = tuple(_const(c) for c in DT**3 / WHEEL_BASE * _IVV)
+@njit(cache=True)
+def _track(
+    init: np.ndarray,
+    ref_xy: np.ndarray,
+    ref_heading: np.ndarray,
+    ref_normal: np.ndarray,
+    ref_velocity: np.ndarray,
+    g1_v: np.ndarray,
+    g1_d: np.ndarray,
+    g0_vv: np.ndarray,
+    g0_vd: np.ndarray,
+    g0_dd: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """The tracker + bicycle loop, one row at a time: reference arrays (n, K) or (n, 2, K) as `_Reference`
+    builds them, `out` (K, n + 1, 11) with row 0 already the initial state. Each value is NAVSIM's
+    expression in NAVSIM's order (no fused multiply-adds: numba does not contract without fastmath)."""
+    n, k_count = ref_heading.shape
+    for k in range(k_count):
+        x, y, h, v = init[0], init[1], init[2], init[3]  # S.X, S.Y, S.HEADING, S.VX
+        accel, steer, yaw_rate = init[5], init[7], init[9]  # S.AX, S.STEERING, S.YAW_RATE
+        bicycle_yaw_rate = v * np.tan(steer) / WHEEL_BASE  # the heading's rate of change in the next step
+        for t in range(n):
+            # --- tracker (LQR) -------------------------------------------------------------------
+            lateral = (x - ref_xy[t, 0, k]) * ref_normal[t, 0, k] + (y - ref_xy[t, 1, k]) * ref_normal[
+                t, 1, k
+            ]
+            heading_err = _wrap_scalar(h - ref_heading[t, k])
+            v_ref = ref_velocity[t, k]
+            v_err = v - v_ref
+            stop = v_ref <= STOPPING_VELOCITY and v <= STOPPING_VELOCITY
+            accel_cmd = -STOPPING_GAIN * v_err if stop else LON_GAIN * v_err
+            d = accel_cmd * DT
+            vv, vd, dd = v * v, v * d, d * d
+            a01 = A01[0] * v + A01[1] * d
+            b0 = B0[0] * vv + B0[1] * vd + B0[2] * dd
+            b1 = B1[0] * v + B1[1] * d
+            e0 = lateral + a01 * heading_err + (A02[0] * vv + A02[1] * vd + A02[2] * dd) * steer
+            e0 = e0 + (g0_vv[t, k] * vv + g0_vd[t, k] * vd + g0_dd[t, k] * dd)
+            e1 = _wrap_scalar(heading_err + a01 / WHEEL_BASE * steer + (g1_v[t, k] * v + g1_d[t, k] * d))
+            b0q, b1q = b0 * Q_LAT[0], b1 * Q_LAT[1]
+            steer_cmd = 0.0 if stop else -(b0q * e0 + b1q * e1) / (b0q * b0 + b1q * b1 + R_LAT)
+            # --- kinematic bicycle with actuator lags (heading wrapped once, after the loop) ------
+            new_accel = ACCEL_LAG * (accel_cmd - accel) + accel
+            new_steer = STEERING_LAG * ((DT * steer_cmd + steer) - steer) + steer
+            rate = (new_steer - steer) / DT
+            x = x + v * np.cos(h) * DT
+            y = y + v * np.sin(h) * DT
+            h = h + bicycle_yaw_rate * DT
+            v = v + new_accel * DT
+            steer = min(max(steer + rate * DT, -MAX_STEERING_ANGLE), MAX_STEERING_ANGLE)
+            bicycle_yaw_rate = v * np.tan(steer) / WHEEL_BASE
+            row = out[k, t + 1]
+            row[0], row[1], row[2], row[3], row[5] = x, y, h, v, new_accel  # S.X .. S.AX
+            row[7], row[8], row[9] = steer, rate, bicycle_yaw_rate  # S.STEERING, S.STEERING_RATE, S.YAW_RATE
+            row[10] = (bicycle_yaw_rate - yaw_rate) / DT  # S.YAW_ACCEL
+            accel, yaw_rate = new_accel, bicycle_yaw_rate
 
 
 def simulate(initial_state: np.ndarray, poses: np.ndarray) -> np.ndarray:
     """Track (K, T, 3) reference poses from the ego's initial state (11,) -> (K, T, 11) states."""
     k_count, t_count, _ = poses.shape
-    ref = _Reference(poses)
     init = np.asarray(initial_state, dtype=np.float64)
-    x, y, h, v = (np.full(k_count, init[i]) for i in (S.X, S.Y, S.HEADING, S.VX))
-    accel, steer, yaw_rate = (np.full(k_count, init[i]) for i in (S.AX, S.STEERING, S.YAW_RATE))
-    bicycle_yaw_rate = v * np.tan(steer) / _WHEEL_BASE  # the heading's rate of change in the next step
-    rows = []  # per step: x, y, heading, v, accel, steering, steering rate, yaw rate, yaw acceleration
-    for t in range(t_count - 1):
-        # --- tracker (LQR) -----------------------------------------------------------------------
-        offset = np.stack([x, y]) - ref.xy[t]
-        offset *= ref.normal[t]
-        lateral = offset[0] + offset[1]
-        heading_err = _wrap(h - ref.heading[t])
-        v_err = v - ref.velocity[t]
-        accel_cmd = _LON_GAIN * v_err
-        stop = (ref.velocity[t] <= STOPPING_VELOCITY) & (v <= STOPPING_VELOCITY) if ref.may_stop[t] else None
-        if stop is not None:
-            np.copyto(accel_cmd, _STOP_GAIN * v_err, where=stop)
-        d = accel_cmd * _DT
-        vv, vd, dd = v * v, v * d, d * d
-        a01 = _A01[0] * v + _A01[1] * d
-        b0 = _B0[0] * vv + _B0[1] * vd + _B0[2] * dd
-        b1 = _B1[0] * v + _B1[1] * d
-        e0 = lateral + a01 * heading_err + (_A02[0] * vv + _A02[1] * vd + _A02[2] * dd) * steer
-        e0 = e0 + (ref.g0_vv[t] * vv + ref.g0_vd[t] * vd + ref.g0_dd[t] * dd)
-        e1 = _wrap(heading_err + a01 / _WHEEL_BASE * steer + (ref.g1_v[t] * v + ref.g1_d[t] * d))
-        b0q, b1q = b0 * _Q0, b1 * _Q1
-        steer_cmd = -(b0q * e0 + b1q * e1) / (b0q * b0 + b1q * b1 + _R_LAT)
-        if stop is not None:
-            np.copyto(steer_cmd, 0.0, where=stop)
-        # --- kinematic bicycle with actuator lags (heading wrapped once, after the loop) ----------
-        new_accel = _ACCEL_LAG * (accel_cmd - accel) + accel
-        new_steer = _STEERING_LAG * ((_DT * steer_cmd + steer) - steer) + steer
-        rate = (new_steer - steer) / _DT
-        x = x + v * np.cos(h) * _DT
-        y = y + v * np.sin(h) * _DT
-        h = h + bicycle_yaw_rate * _DT
-        v = v + new_accel * _DT
-        steer = np.minimum(np.maximum(steer + rate * _DT, _MIN_STEER), _MAX_STEER)
-        bicycle_yaw_rate = v * np.tan(steer) / _WHEEL_BASE
-        rows.append(
-            (x, y, h, v, new_accel, steer, rate, bicycle_yaw_rate, (bicycle_yaw_rate - yaw_rate) / _DT)
-        )
-        accel, yaw_rate = new_accel, bicycle_yaw_rate
-    return _assemble(init, rows, k_count)
-
-
-def _assemble(init: np.ndarray, rows: list[tuple], k_count: int) -> np.ndarray:
-    """(K, T, 11) state array from the initial state and the per-step rows."""
-    out = np.zeros((k_count, len(rows) + 1, STATE_SIZE))
+    out = np.zeros((k_count, t_count, STATE_SIZE))
     out[:, 0] = init
-    if rows:
-        cols = np.array(rows)  # (T-1, 9, K)
-        for i, col in enumerate(
-            (S.X, S.Y, S.HEADING, S.VX, S.AX, S.STEERING, S.STEERING_RATE, S.YAW_RATE, S.YAW_ACCEL)
-        ):
-            out[:, 1:, col] = cols[:, i].T
+    if t_count > 1 and k_count:
+        ref = _Reference(poses)
+        _track(
+            init,
+            ref.xy,
+            ref.heading,
+            ref.normal,
+            ref.velocity,
+            ref.g1_v,
+            ref.g1_d,
+            ref.g0_vv,
+            ref.g0_vd,
+            ref.g0_dd,
+            out,
+        )
         out[:, 1:, S.HEADING] = (out[:, 1:, S.HEADING] + np.pi) % TWO_PI - np.pi
     return out
