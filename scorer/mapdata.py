@@ -9,8 +9,8 @@ polygons, intersections and car parks within 100 m of the ego's box centre (obje
 
 The same geometries are built in few calls: polygons from given rings, lane buffers and the lanes'
 densified baseline paths all at once, proximity tests as one vectorised predicate. Point-in-polygon
-queries keep GEOS's `contains_xy` (its prepared locator is faster per pair than any numpy test) but go
-through one call for all (point, polygon) pairs left by a bounding-box filter.
+queries (thousands per scene) run compiled on an index of the polygons' edges with GEOS's arithmetic
+(`scorer.planar.PolygonIndex`), which asks GEOS itself about the rare points on the edge of deciding.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from shapely.geometry import Point, Polygon
 
 from driving.geometry import DEFAULT_DENSIFY_M, polyline_headings
 from driving.scene import Lane, Scene
+from scorer.planar import PolygonIndex
 
 ROADBLOCK, LANE, LANE_CONNECTOR, INTERSECTION, CARPARK = range(5)
 DRIVABLE_TYPES = (ROADBLOCK, INTERSECTION, CARPARK)
@@ -208,21 +209,15 @@ class DrivableMap:
     polygons: np.ndarray  # (P,) shapely polygons, prepared
     bounds: np.ndarray  # (P, 4)
     _layers: dict = field(default_factory=dict)  # route lane ids -> Layers
+    _index: PolygonIndex | None = None
 
     def inside_pairs(self, points: np.ndarray, tested: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 2) points, point n of kind n % G, and (P, G) bool: which polygons each kind is tested against ->
-        the (polygon, point) pairs with the point strictly inside the polygon (shapely `contains_xy`): a
-        bounding-box filter, then one GEOS call for every pair left."""
-        x, y, b = points[:, 0], points[:, 1], self.bounds
-        near = (x >= b[:, 0:1]) & (x <= b[:, 2:3])  # (P, N)
-        near &= y >= b[:, 1:2]
-        near &= y <= b[:, 3:4]
-        near &= np.tile(tested, len(points) // tested.shape[1])
-        poly, point = np.nonzero(near)
-        inside = (
-            shapely.contains_xy(self.polygons[poly], x[point], y[point]) if len(poly) else poly.astype(bool)
-        )
-        return poly[inside], point[inside]
+        the (polygon, point) pairs with the point strictly inside the polygon (shapely `contains_xy`), in no
+        particular order (`scorer.planar.PolygonIndex`, built on first use)."""
+        if self._index is None:
+            self._index = PolygonIndex(self.polygons)
+        return self._index.inside_pairs(points, tested)
 
     def layers(self, route_lane_ids: list[str]) -> Layers:
         """Which polygons are lanes, drivable areas, on-route lanes and intersections (kept per route)."""

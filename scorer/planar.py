@@ -83,7 +83,7 @@ def segment_to_segment(
     )
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def orientation(p1x: float, p1y: float, p2x: float, p2y: float, qx: float, qy: float) -> int:
     """Side of q relative to p1 -> p2: 1 left, -1 right, 0 collinear (GEOS's floating-point filter), or
     2 where the filter cannot decide."""
@@ -106,41 +106,56 @@ def orientation(p1x: float, p1y: float, p2x: float, p2y: float, qx: float, qy: f
     return 2
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sign(value: float) -> int:
     return 1 if value > 0.0 else (-1 if value < 0.0 else 0)
+
+
+NO_CROSSING, CROSSING, ON_SEGMENT, UNDECIDED = 0, 1, 2, 3
+
+
+@njit(cache=True, inline="always")
+def _count_segment(px: float, py: float, x1: float, y1: float, x2: float, y2: float) -> int:
+    """How segment (x1, y1) -> (x2, y2) meets the ray from p towards +x (GEOS `countSegment`): NO_CROSSING,
+    CROSSING, ON_SEGMENT, or UNDECIDED where the orientation filter cannot decide."""
+    if x1 < px and x2 < px:
+        return NO_CROSSING
+    if px == x2 and py == y2:
+        return ON_SEGMENT
+    if y1 == py and y2 == py:
+        return ON_SEGMENT if min(x1, x2) <= px <= max(x1, x2) else NO_CROSSING
+    if (y1 > py and y2 <= py) or (y2 > py and y1 <= py):
+        sign = orientation(x1, y1, x2, y2, px, py)
+        if sign == 2:
+            return UNDECIDED
+        if sign == 0:
+            return ON_SEGMENT
+        if y2 < y1:
+            sign = -sign
+        if sign > 0:
+            return CROSSING
+    return NO_CROSSING
+
+
+@njit(cache=True, inline="always")
+def _location(crossings: int, undecided: bool) -> int:
+    if undecided:
+        return UNSURE
+    return INTERIOR if crossings % 2 == 1 else EXTERIOR
 
 
 @njit(cache=True)
 def locate(px: float, py: float, coords: np.ndarray, ring_start: np.ndarray, r0: int, r1: int) -> int:
     """EXTERIOR, BOUNDARY or INTERIOR of point p in the polygon of rings [r0, r1), or UNSURE."""
-    crossings = 0
-    unsure = False
+    crossings, undecided = 0, False
     for r in range(r0, r1):
-        for i in range(ring_start[r] + 1, ring_start[r + 1]):
-            x1, y1, x2, y2 = coords[i - 1, 0], coords[i - 1, 1], coords[i, 0], coords[i, 1]
-            if x1 < px and x2 < px:
-                continue
-            if px == x2 and py == y2:
+        for i in range(ring_start[r], ring_start[r + 1] - 1):
+            meets = _count_segment(px, py, coords[i, 0], coords[i, 1], coords[i + 1, 0], coords[i + 1, 1])
+            if meets == ON_SEGMENT:
                 return BOUNDARY
-            if y1 == py and y2 == py:
-                if min(x1, x2) <= px <= max(x1, x2):
-                    return BOUNDARY
-                continue
-            if (y1 > py and y2 <= py) or (y2 > py and y1 <= py):
-                sign = orientation(x1, y1, x2, y2, px, py)
-                if sign == 2:
-                    unsure = True
-                    continue
-                if sign == 0:
-                    return BOUNDARY
-                if y2 < y1:
-                    sign = -sign
-                if sign > 0:
-                    crossings += 1
-    if unsure:
-        return UNSURE
-    return INTERIOR if crossings % 2 == 1 else EXTERIOR
+            crossings += meets == CROSSING
+            undecided |= meets == UNDECIDED
+    return _location(crossings, undecided)
 
 
 @njit(cache=True)
@@ -178,3 +193,148 @@ def rings(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     polygon_start = np.zeros(len(polygons) + 1, dtype=np.int64)
     np.cumsum(np.bincount(owner, minlength=len(polygons)), out=polygon_start[1:])
     return coords, ring_start, polygon_start
+
+
+# --------------------------------------------------------------------------- indexed point location ---
+class PolygonIndex:
+    """Polygons prepared for many point-in-polygon queries (GEOS's prepared locator does the same with an
+    interval tree): each polygon's horizontal strips list the edges whose y-range overlaps the strip, so a
+    query inside its bounding box visits only the few edges that can meet the ray from the point (those
+    whose closed y-range holds the point's y). A map has few polygons (~15), each with up to ~1000 edges."""
+
+    def __init__(self, polygons: np.ndarray) -> None:
+        self.polygons = polygons  # (P,) shapely polygons
+        self.coords, self.ring_start, self.polygon_start = rings(polygons)
+        self.bounds = shapely.bounds(polygons).reshape(-1, 4)  # (P, 4) x0, y0, x1, y1
+        self.strips = _strips(self.coords, self.ring_start, self.polygon_start, self.bounds)
+
+    def inside_pairs(self, points: np.ndarray, tested: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) points, point n of kind n % G, and (P, G) bool: which polygons each kind is tested against
+        -> the (polygon, point) pairs with the point strictly inside the polygon (GEOS `contains_xy`); the
+        pairs the orientation filter cannot decide are asked of GEOS."""
+        poly, point, unsure_poly, unsure_point = _inside_pairs(
+            np.ascontiguousarray(points, dtype=np.float64),
+            np.ascontiguousarray(tested, dtype=np.bool_),
+            self.coords,
+            self.bounds,
+            *self.strips,
+        )
+        if len(unsure_poly):
+            x, y = points[unsure_point, 0], points[unsure_point, 1]
+            inside = shapely.contains_xy(self.polygons[unsure_poly], x, y)
+            poly = np.concatenate([poly, unsure_poly[inside]])
+            point = np.concatenate([point, unsure_point[inside]])
+        return poly, point
+
+
+@njit(cache=True, inline="always")
+def _strip_of(y: float, y0: float, height: float, count: int) -> int:
+    """Strip of a polygon holding height y (monotonic in y, so an edge's strips span its end points')."""
+    if height <= 0.0:
+        return 0
+    return min(max(int((y - y0) / height), 0), count - 1)
+
+
+@njit(cache=True)
+def _strips(
+    coords: np.ndarray, ring_start: np.ndarray, polygon_start: np.ndarray, bounds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per polygon p, strips [first[p], first[p + 1]) of height `height[p]` from its lowest y; strip s lists
+    the edges (index i: coords[i] -> coords[i + 1]) at edges[start[s]:start[s + 1]]."""
+    n_poly = len(polygon_start) - 1
+    first = np.zeros(n_poly + 1, dtype=np.int64)
+    height = np.zeros(n_poly)
+    for p in range(n_poly):
+        n_edges = 0
+        for r in range(polygon_start[p], polygon_start[p + 1]):
+            n_edges += ring_start[r + 1] - ring_start[r] - 1
+        count = max(1, n_edges // 2)  # ~2 edges per strip on a convex polygon
+        first[p + 1] = first[p] + count
+        height[p] = (bounds[p, 3] - bounds[p, 1]) / count
+    start = np.zeros(first[-1] + 1, dtype=np.int64)
+    for fill in range(2):  # count, then fill
+        cursor = start[:-1].copy()
+        edges = np.empty(start[-1], dtype=np.int64)
+        for p in range(n_poly):
+            count = first[p + 1] - first[p]
+            for r in range(polygon_start[p], polygon_start[p + 1]):
+                for i in range(ring_start[r], ring_start[r + 1] - 1):
+                    lo_y, hi_y = min(coords[i, 1], coords[i + 1, 1]), max(coords[i, 1], coords[i + 1, 1])
+                    s0 = _strip_of(lo_y, bounds[p, 1], height[p], count)
+                    s1 = _strip_of(hi_y, bounds[p, 1], height[p], count)
+                    for s in range(first[p] + s0, first[p] + s1 + 1):
+                        if fill:
+                            edges[cursor[s]] = i
+                        cursor[s] += 1
+        if not fill:
+            start[1:] = np.cumsum(cursor - start[:-1])
+    return first, height, start, edges
+
+
+@njit(cache=True, inline="always")
+def _locate_indexed(
+    px: float,
+    py: float,
+    p: int,
+    coords: np.ndarray,
+    bounds: np.ndarray,
+    first: np.ndarray,
+    height: np.ndarray,
+    start: np.ndarray,
+    edges: np.ndarray,
+) -> int:
+    """`locate` of p in polygon p, visiting only the edges of the strip that holds py."""
+    s = first[p] + _strip_of(py, bounds[p, 1], height[p], first[p + 1] - first[p])
+    crossings, undecided = 0, False
+    for e in range(start[s], start[s + 1]):
+        i = edges[e]
+        meets = _count_segment(px, py, coords[i, 0], coords[i, 1], coords[i + 1, 0], coords[i + 1, 1])
+        if meets == ON_SEGMENT:
+            return BOUNDARY
+        crossings += meets == CROSSING
+        undecided |= meets == UNDECIDED
+    return _location(crossings, undecided)
+
+
+@njit(cache=True)
+def _grow(values: np.ndarray) -> np.ndarray:
+    out = np.empty(2 * len(values) + 16, dtype=values.dtype)
+    out[: len(values)] = values
+    return out
+
+
+@njit(cache=True)
+def _inside_pairs(
+    points: np.ndarray,
+    tested: np.ndarray,
+    coords: np.ndarray,
+    bounds: np.ndarray,
+    first: np.ndarray,
+    height: np.ndarray,
+    start: np.ndarray,
+    edges: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(polygon, point) pairs with the point INTERIOR, and the pairs left UNSURE (see `PolygonIndex`)."""
+    n_kinds = tested.shape[1]
+    poly, point = np.empty(len(points), dtype=np.int64), np.empty(len(points), dtype=np.int64)
+    unsure_poly, unsure_point = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    found = unsure = 0
+    for n in range(len(points)):
+        x, y, kind = points[n, 0], points[n, 1], n % n_kinds
+        for p in range(len(bounds)):
+            if not (
+                tested[p, kind] and bounds[p, 0] <= x <= bounds[p, 2] and bounds[p, 1] <= y <= bounds[p, 3]
+            ):
+                continue
+            loc = _locate_indexed(x, y, p, coords, bounds, first, height, start, edges)
+            if loc == INTERIOR:
+                if found == len(poly):
+                    poly, point = _grow(poly), _grow(point)
+                poly[found], point[found] = p, n
+                found += 1
+            elif loc == UNSURE:
+                if unsure == len(unsure_poly):
+                    unsure_poly, unsure_point = _grow(unsure_poly), _grow(unsure_point)
+                unsure_poly[unsure], unsure_point[unsure] = p, n
+                unsure += 1
+    return poly[:found], point[:found], unsure_poly[:unsure], unsure_point[:unsure]
