@@ -74,23 +74,6 @@ def polygons(corners: np.ndarray) -> np.ndarray:
     return shapely.polygons(corners)
 
 
-def obb_maybe_intersect(
-    d: np.ndarray, h1: np.ndarray, size1: np.ndarray, h2: np.ndarray, size2: np.ndarray
-) -> np.ndarray:
-    """Separating-axis test of oriented boxes from centre offsets d = c2 - c1 (M, 2), headings (M,) and
-    half sizes (M, 2) [half length, half width]: False only where an axis separates them by > margin."""
-    c1, s1, c2, s2 = np.cos(h1), np.sin(h1), np.cos(h2), np.sin(h2)
-    cc, ss = np.abs(c1 * c2 + s1 * s2), np.abs(s2 * c1 - c2 * s1)  # |cos|, |sin| of h2 - h1
-    a1, b1, a2, b2 = size1[:, 0], size1[:, 1], size2[:, 0], size2[:, 1]
-    dx, dy = d[:, 0], d[:, 1]
-    return (
-        (np.abs(dx * c1 + dy * s1) <= a1 + a2 * cc + b2 * ss + SAT_MARGIN)
-        & (np.abs(dy * c1 - dx * s1) <= b1 + a2 * ss + b2 * cc + SAT_MARGIN)
-        & (np.abs(dx * c2 + dy * s2) <= a2 + a1 * cc + b1 * ss + SAT_MARGIN)
-        & (np.abs(dy * c2 - dx * s2) <= b2 + a1 * ss + b1 * cc + SAT_MARGIN)
-    )
-
-
 # Shewchuk's bound on the error of the floating-point orientation determinant (robust predicates, 1997):
 # beyond it the sign of the determinant is exact
 ORIENTATION_ERROR = (3.0 + 16.0 * 2.0**-53) * 2.0**-53

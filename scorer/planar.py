@@ -9,17 +9,20 @@ The formulas are GEOS 3.x's, evaluated in its order, so the numbers are GEOS's t
 
 * `point_to_segment`, `segment_to_segment`: `algorithm::Distance` (a segment pair that intersects is at
   distance 0).
-* `polygon_distance`: `operation::distance::DistanceOp` — 0 when the first vertex of either polygon is
-  not outside the other, else the smallest segment-to-segment distance. GEOS skips segment pairs whose
-  bounding boxes are farther apart than the running minimum; that only skips pairs that cannot be nearer,
-  so the minimum over all pairs is the same number.
-* `locate`: `algorithm::RayCrossingCounter` over all rings of a polygon (even-odd, which for a valid
-  polygon is GEOS's shell-then-holes rule). Its orientation test is GEOS's floating-point filter; where
-  the filter cannot decide (a point within ~1e-15 relative of an edge's line) GEOS switches to
-  double-double arithmetic and `locate` answers UNSURE instead, for the caller to ask GEOS.
+* `polygon_distance`: `operation::distance::DistanceOp` — 0 when a first vertex of a part of either
+  polygon is not outside the other (here: of any ring, which is 0 in the same cases: such a vertex is
+  in both), else the smallest segment-to-segment distance. GEOS skips segment pairs whose bounding boxes
+  are farther apart than the running minimum; that only skips pairs that cannot be nearer, so the minimum
+  over all pairs is the same number.
+* `locate`: `algorithm::RayCrossingCounter` over all rings of all parts of a (multi)polygon, even-odd,
+  as GEOS's prepared `IndexedPointInAreaLocator` (what shapely's `contains_xy` uses on prepared
+  geometries). Its orientation test is GEOS's floating-point filter; where the filter cannot decide (a
+  point within ~1e-15 relative of an edge's line) GEOS switches to double-double arithmetic and `locate`
+  answers UNSURE instead, for the caller to ask GEOS.
 
 A polygon is `coords` (C, 2) with closed rings (first point repeated last) at `ring_start` (R + 1,):
-ring r is coords[ring_start[r]:ring_start[r + 1]], and a polygon is a range of rings [r0, r1).
+ring r is coords[ring_start[r]:ring_start[r + 1]], and a polygon is a range of rings [r0, r1). Kernels use
+numpy's error model (a division by zero gives inf or NaN, as in the numpy code they replace).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ EXTERIOR, BOUNDARY, INTERIOR, UNSURE = 0, 1, 2, 3
 DP_SAFE_EPSILON = 1e-15  # GEOS's relative error bound of its orientation filter
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def point_to_segment(px: float, py: float, ax: float, ay: float, bx: float, by: float) -> float:
     """Distance [m] from p to segment ab (GEOS `Distance::pointToSegment`)."""
     if ax == bx and ay == by:
@@ -49,7 +52,7 @@ def point_to_segment(px: float, py: float, ax: float, ay: float, bx: float, by: 
     return abs(s) * math.sqrt(len2)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def segment_to_segment(
     ax: float, ay: float, bx: float, by: float, cx: float, cy: float, dx: float, dy: float
 ) -> float:
@@ -83,7 +86,7 @@ def segment_to_segment(
     )
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def orientation(p1x: float, p1y: float, p2x: float, p2y: float, qx: float, qy: float) -> int:
     """Side of q relative to p1 -> p2: 1 left, -1 right, 0 collinear (GEOS's floating-point filter), or
     2 where the filter cannot decide."""
@@ -106,7 +109,7 @@ def orientation(p1x: float, p1y: float, p2x: float, p2y: float, qx: float, qy: f
     return 2
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _sign(value: float) -> int:
     return 1 if value > 0.0 else (-1 if value < 0.0 else 0)
 
@@ -114,7 +117,7 @@ def _sign(value: float) -> int:
 NO_CROSSING, CROSSING, ON_SEGMENT, UNDECIDED = 0, 1, 2, 3
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _count_segment(px: float, py: float, x1: float, y1: float, x2: float, y2: float) -> int:
     """How segment (x1, y1) -> (x2, y2) meets the ray from p towards +x (GEOS `countSegment`): NO_CROSSING,
     CROSSING, ON_SEGMENT, or UNDECIDED where the orientation filter cannot decide."""
@@ -137,14 +140,14 @@ def _count_segment(px: float, py: float, x1: float, y1: float, x2: float, y2: fl
     return NO_CROSSING
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _location(crossings: int, undecided: bool) -> int:
     if undecided:
         return UNSURE
     return INTERIOR if crossings % 2 == 1 else EXTERIOR
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def locate(px: float, py: float, coords: np.ndarray, ring_start: np.ndarray, r0: int, r1: int) -> int:
     """EXTERIOR, BOUNDARY or INTERIOR of point p in the polygon of rings [r0, r1), or UNSURE."""
     crossings, undecided = 0, False
@@ -158,16 +161,18 @@ def locate(px: float, py: float, coords: np.ndarray, ring_start: np.ndarray, r0:
     return _location(crossings, undecided)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def polygon_distance(
     a: np.ndarray, a_start: np.ndarray, a0: int, a1: int, b: np.ndarray, b_start: np.ndarray, b0: int, b1: int
 ) -> float:
     """Distance [m] between polygon a (rings [a0, a1) of `a`, `a_start`) and polygon b (GEOS `DistanceOp`:
     shapely.distance(a, b)). A first vertex whose location is UNSURE counts as inside (distance 0)."""
-    if locate(a[a_start[a0], 0], a[a_start[a0], 1], b, b_start, b0, b1) != EXTERIOR:
-        return 0.0
-    if locate(b[b_start[b0], 0], b[b_start[b0], 1], a, a_start, a0, a1) != EXTERIOR:
-        return 0.0
+    for r in range(a0, a1):
+        if locate(a[a_start[r], 0], a[a_start[r], 1], b, b_start, b0, b1) != EXTERIOR:
+            return 0.0
+    for r in range(b0, b1):
+        if locate(b[b_start[r], 0], b[b_start[r], 1], a, a_start, a0, a1) != EXTERIOR:
+            return 0.0
     best = np.inf
     for ra in range(a0, a1):
         for i in range(a_start[ra], a_start[ra + 1] - 1):
@@ -184,14 +189,15 @@ def polygon_distance(
 
 
 def rings(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(P,) shapely polygons -> coords (C, 2), ring_start (R + 1,), and polygon_start (P + 1,): polygon p is
-    rings [polygon_start[p], polygon_start[p + 1]), its exterior first."""
-    ring_geoms, owner = shapely.get_rings(np.asarray(polygons, dtype=object), return_index=True)
+    """(P,) shapely polygons or multipolygons -> coords (C, 2), ring_start (R + 1,), and polygon_start
+    (P + 1,): polygon p is rings [polygon_start[p], polygon_start[p + 1]) (all rings of all its parts)."""
+    parts, part_owner = shapely.get_parts(np.asarray(polygons, dtype=object), return_index=True)
+    ring_geoms, ring_part = shapely.get_rings(parts, return_index=True)
     coords, index = shapely.get_coordinates(ring_geoms, return_index=True)
     ring_start = np.zeros(len(ring_geoms) + 1, dtype=np.int64)
     np.cumsum(np.bincount(index, minlength=len(ring_geoms)), out=ring_start[1:])
     polygon_start = np.zeros(len(polygons) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(owner, minlength=len(polygons)), out=polygon_start[1:])
+    np.cumsum(np.bincount(part_owner[ring_part], minlength=len(polygons)), out=polygon_start[1:])
     return coords, ring_start, polygon_start
 
 
@@ -227,7 +233,7 @@ class PolygonIndex:
         return poly, point
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _strip_of(y: float, y0: float, height: float, count: int) -> int:
     """Strip of a polygon holding height y (monotonic in y, so an edge's strips span its end points')."""
     if height <= 0.0:
@@ -235,7 +241,7 @@ def _strip_of(y: float, y0: float, height: float, count: int) -> int:
     return min(max(int((y - y0) / height), 0), count - 1)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _strips(
     coords: np.ndarray, ring_start: np.ndarray, polygon_start: np.ndarray, bounds: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -271,7 +277,7 @@ def _strips(
     return first, height, start, edges
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _locate_indexed(
     px: float,
     py: float,
@@ -296,14 +302,14 @@ def _locate_indexed(
     return _location(crossings, undecided)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _grow(values: np.ndarray) -> np.ndarray:
     out = np.empty(2 * len(values) + 16, dtype=values.dtype)
     out[: len(values)] = values
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _inside_pairs(
     points: np.ndarray,
     tested: np.ndarray,

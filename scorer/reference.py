@@ -204,7 +204,7 @@ _HALF_PI = np.pi / 2.0
 _EGO_RING_START = np.array([0, 5], dtype=np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _interpolate(
     distance: float,
     lo: int,
@@ -225,7 +225,7 @@ def _interpolate(
     return x, y, np.arctan2(np.sin(h), np.cos(h))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ego_ring(x: float, y: float, h: float, out: np.ndarray) -> None:
     """The ego box at rear-axle pose (x, y, h) as a closed ring (5, 2): `boxes.ego_coords`' arithmetic."""
     cos, sin = np.cos(h), np.sin(h)
@@ -237,7 +237,7 @@ def _ego_ring(x: float, y: float, h: float, out: np.ndarray) -> None:
     out[4] = out[0]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lead_update(
     f: int,
     progress: np.ndarray,
@@ -283,7 +283,7 @@ def _lead_update(
         record[j, 1], record[j, 2] = velocity, rear
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _unroll(
     start: np.ndarray,
     speed: float,

@@ -154,12 +154,12 @@ class _Reference:
         self.g0_vv, self.g0_vd, self.g0_dd = -(DT**2) * sums[2:]  # g0 coefficients of v0², v0δ, δ²
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _wrap_scalar(angle: float) -> float:
     return np.arctan2(np.sin(angle), np.cos(angle))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _track(
     init: np.ndarray,
     ref_xy: np.ndarray,

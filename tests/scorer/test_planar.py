@@ -14,12 +14,18 @@ from scorer.paths import Path
 
 
 def _blobs(rng: np.random.Generator, count: int) -> np.ndarray:
-    """Buffered random polylines: curved polygons with many vertices, some with holes."""
+    """Buffered random polylines: curved polygons with many vertices, some with holes; every fifth is a
+    multipolygon (as a roadblock made of lanes that do not quite touch), with a part elsewhere."""
     lines = [
         shapely.LineString(np.cumsum(rng.normal(0.0, 3.0, (rng.integers(3, 12), 2)), axis=0))
         for _ in range(count)
     ]
-    return shapely.buffer(np.array(lines), rng.uniform(0.5, 4.0, count), cap_style="flat", join_style="round")
+    out = shapely.buffer(np.array(lines), rng.uniform(0.5, 4.0, count), cap_style="flat", join_style="round")
+    for i in range(0, count, 5):
+        far = shapely.box(30.0, 30.0, 31.0 + i % 7, 32.0)
+        out[i] = shapely.MultiPolygon([out[i], far]) if out[i].geom_type == "Polygon" else out[i]
+    assert (shapely.get_type_id(out) == 6).any()
+    return out
 
 
 def test_polygon_distance_is_geos():
@@ -30,7 +36,7 @@ def test_polygon_distance_is_geos():
     corners = box_corners(c[..., 0], c[..., 1], h, size[..., 0], size[..., 1])  # (n, 2, 4, 2)
     boxes_a, boxes_b = polygons(corners[:, 0]), polygons(corners[:, 1])
     blobs = _blobs(rng, 100)
-    assert (shapely.get_num_interior_rings(blobs) > 0).any()
+    assert (shapely.get_num_interior_rings(shapely.get_parts(blobs)) > 0).any()  # some have holes
     for first, second in ((boxes_a, boxes_b), (boxes_a[:1000], np.resize(blobs, 1000))):
         a, a_start, a_poly = planar.rings(first)
         b, b_start, b_poly = planar.rings(second)
@@ -48,8 +54,8 @@ def test_polygon_distance_is_geos():
 def test_point_location_is_geos():
     rng = np.random.default_rng(1)
     blobs = _blobs(rng, 200)
-    ring = shapely.get_coordinates(shapely.get_exterior_ring(blobs[:40]))
-    points = np.concatenate([rng.uniform(-15, 15, (20000, 2)), ring, (ring[1:] + ring[:-1]) / 2])
+    ring = shapely.get_coordinates(shapely.get_exterior_ring(blobs[1:40:5]))
+    points = np.concatenate([rng.uniform(-15, 35, (20000, 2)), ring, (ring[1:] + ring[:-1]) / 2])
     points = points[: len(points) - len(points) % 3]
     tested = rng.random((len(blobs), 3)) < 0.8  # kinds: point n is of kind n % 3
     poly, point = planar.PolygonIndex(blobs).inside_pairs(points, tested)
