@@ -6,24 +6,24 @@ loop order, same stopping controller and first-order actuator lags as NAVSIM's `
 Rewrites for speed, equal to NAVSIM up to float rounding:
 
 * The velocity fit's normal matrix `AᵀA + λRᵀR` does not depend on the headings (cos² + sin² = 1), so its
-  pseudo-inverse is computed once per process. The curvature fit solves its positive definite normal
-  equations with `solve` where NAVSIM uses `pinv`.
+  pseudo-inverse is computed once per process. The curvature fit's normal equations are written out from
+  the fit matrix's structure (sums over the rows below each column) and solved by Cholesky (they are
+  positive definite) where NAVSIM uses `pinv`.
 * The lateral LQR propagates the 10-step linear time-varying system in closed form: the step matrices
   are unipotent upper triangular, so the 10-fold products are sums over the horizon, which with the
   horizon's velocity profile v_k = v0 + k·a·dt become quadratics in (v0, a·dt) whose coefficients
-  (including the curvature terms) are computed for all steps before the loop.
+  (including the curvature terms) are weighted sums of the curvature over the horizon.
 * The heading is wrapped to [-π, π) once after the loop instead of after every step (sin, cos and
   tan are periodic; NAVSIM's per-step wrap only adds rounding noise).
-* Each row of a batch is computed independently of the others (matrix products row by row — one stacked
-  `matmul`, which calls BLAS gemv per row — never one BLAS call across the batch, whose rounding depends
-  on the batch size), so a trajectory simulates to the same bits alone or in a group.
+* Each row of a batch is computed on its own, so a trajectory simulates to the same bits alone or in a
+  group.
 
-The step loop is compiled (numba, `_track`): it is sequential in time, so numpy could only vectorise it
-over the K rows, and on K ≈ 16 its ~40 calls per step cost ~50× the arithmetic. Compiled, each row is a
-scalar loop; each value is still NAVSIM's expression, evaluated in NAVSIM's order (numba does not fuse
-multiply-adds without fastmath). sin, cos, tan and atan2 come from the C library there, where numpy may
-use its own SIMD versions: the states can differ from the numpy loop's in the last bit (~1e-16 relative).
-What is computed for all steps at once (the fits, `_Reference`) stays in numpy.
+All of it is compiled (numba, `_simulate`): the tracker is sequential in time, so numpy could only
+vectorise it over the K rows, and on K ≈ 16 its ~40 calls per step cost ~50× the arithmetic; the fits are
+40 × 40 systems per row. Each value of the step loop is still NAVSIM's expression in NAVSIM's order (numba
+does not fuse multiply-adds without fastmath). sin, cos, tan and atan2 come from the C library there,
+where numpy may use its own SIMD versions, and the fits' sums run in another order than BLAS/LAPACK's:
+the states differ from the former numpy code's by ~1e-15 relative.
 """
 
 from __future__ import annotations
@@ -90,132 +90,93 @@ def _velocity_fit_operator(num_displacements: int) -> np.ndarray:
     return np.linalg.pinv(c.T @ c + JERK_PENALTY * (r.T @ r)) @ c.T
 
 
-def _wrap(angle: np.ndarray) -> np.ndarray:
-    return np.arctan2(np.sin(angle), np.cos(angle))
-
-
-def _integrate(initial: np.ndarray, derivatives: np.ndarray) -> np.ndarray:
-    """(K,), (K, M) -> (K, M+1): initial value plus the running sum of derivative × DT."""
-    out = np.zeros((derivatives.shape[0], derivatives.shape[1] + 1))
-    np.cumsum(derivatives * DT, axis=-1, out=out[:, 1:])
-    return initial[:, None] + out
-
-
-def velocity_curvature_profiles(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(K, N, 3) reference poses -> velocity (K, N-1) [m/s] and curvature (K, N-1) [1/m] profiles,
-    fitted by regularised least squares as NAVSIM's tracker utilities."""
-    diff = np.diff(poses, axis=1)
-    heading_disp = _wrap(diff[..., 2])
-    headings = poses[:, :-1, 2]
-    proj = np.cos(headings) * diff[..., 0] + np.sin(headings) * diff[..., 1]  # (K, M)
-    fit = _velocity_fit_operator(proj.shape[1])
-    sol = np.matmul(fit, proj[..., None])[..., 0]  # BLAS gemv row by row: see above
-    velocity = _integrate(sol[:, 0], sol[:, 1:])
-
-    k, m = heading_disp.shape
-    a = np.repeat(np.tri(m)[None], k, axis=0)
-    a[:, :, 0] = velocity * DT
-    a[:, 1:, 1:] *= (velocity * DT**2)[:, 1:, None]
-    q = CURVATURE_RATE_PENALTY * np.eye(m)
-    q[0, 0] = INITIAL_CURVATURE_PENALTY
-    at = a.transpose(0, 2, 1)
-    x = np.linalg.solve(at @ a + q, at @ heading_disp[..., None])[..., 0]
-    return velocity, _integrate(x[:, 0], x[:, 1:])
-
-
-def _weighted_sums(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(..., H) values, (W, H) weights -> (W, ...): Σ_j values[..., j] · weights[w, j], accumulated in order
-    (no reduction whose rounding depends on the batch size)."""
-    w = weights.reshape(weights.shape[:1] + (1,) * (values.ndim - 1) + weights.shape[1:])
-    out = values[None, ..., 0] * w[..., 0]
-    for j in range(1, weights.shape[1]):
-        out = out + values[None, ..., j] * w[..., j]
-    return out
-
-
-class _Reference:
-    """Everything about the reference that the tracker needs at each step, computed before the loop.
-    Arrays are (steps, K) or (steps, 2, K); the curvature terms of the lateral system are pre-multiplied."""
-
-    def __init__(self, poses: np.ndarray) -> None:
-        velocity, curvature = velocity_curvature_profiles(poses)
-        n = velocity.shape[1]  # tracker steps (one fewer than poses)
-        t = np.arange(n)
-        ref = np.minimum(t + H, n - 1)
-        window = np.minimum(np.minimum(t[:, None] + np.arange(H)[None, :], n - 1), ref[:, None])
-        curv = curvature[:, window].transpose(1, 0, 2)  # (n, K, H) curvature over each step's horizon
-        heading = poses[:, :n, 2].T
-        self.xy = poses[:, :n, :2].transpose(1, 2, 0).copy()  # (n, 2, K)
-        self.heading = heading.copy()
-        self.normal = np.stack([-np.sin(heading), np.cos(heading)], axis=1)  # (n, 2, K) lateral axis
-        self.velocity = velocity[:, ref].T.copy()  # velocity to reach at the horizon
-        sums = _weighted_sums(curv, np.vstack([np.ones(H), _K, _KVV]))
-        self.g1_v, self.g1_d = -DT * sums[0], -DT * sums[1]  # g1 = Σ c_k = g1_v·v0 + g1_d·δ
-        self.g0_vv, self.g0_vd, self.g0_dd = -(DT**2) * sums[2:]  # g0 coefficients of v0², v0δ, δ²
+# per-step weights of the curvature over the horizon: Σ κ_k, Σ k·κ_k, and the three of `_KVV`
+HORIZON_WEIGHTS = np.vstack([np.ones(H), _K, _KVV])  # (5, H)
 
 
 @njit(cache=True, error_model="numpy")
-def _wrap_scalar(angle: float) -> float:
+def _wrap(angle: float) -> float:
     return np.arctan2(np.sin(angle), np.cos(angle))
 
 
 @njit(cache=True, error_model="numpy")
-def _track(
-    init: np.ndarray,
-    ref_xy: np.ndarray,
-    ref_heading: np.ndarray,
-    ref_normal: np.ndarray,
-    ref_velocity: np.ndarray,
-    g1_v: np.ndarray,
-    g1_d: np.ndarray,
-    g0_vv: np.ndarray,
-    g0_vd: np.ndarray,
-    g0_dd: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """The tracker + bicycle loop, one row at a time: reference arrays (n, K) or (n, 2, K) as `_Reference`
-    builds them, `out` (K, n + 1, 11) with row 0 already the initial state. Each value is NAVSIM's
-    expression in NAVSIM's order (no fused multiply-adds: numba does not contract without fastmath)."""
-    n, k_count = ref_heading.shape
-    for k in range(k_count):
-        x, y, h, v = init[0], init[1], init[2], init[3]  # S.X, S.Y, S.HEADING, S.VX
-        accel, steer, yaw_rate = init[5], init[7], init[9]  # S.AX, S.STEERING, S.YAW_RATE
-        bicycle_yaw_rate = v * np.tan(steer) / WHEEL_BASE  # the heading's rate of change in the next step
-        for t in range(n):
-            # --- tracker (LQR) -------------------------------------------------------------------
-            lateral = (x - ref_xy[t, 0, k]) * ref_normal[t, 0, k] + (y - ref_xy[t, 1, k]) * ref_normal[
-                t, 1, k
-            ]
-            heading_err = _wrap_scalar(h - ref_heading[t, k])
-            v_ref = ref_velocity[t, k]
-            v_err = v - v_ref
-            stop = v_ref <= STOPPING_VELOCITY and v <= STOPPING_VELOCITY
-            accel_cmd = -STOPPING_GAIN * v_err if stop else LON_GAIN * v_err
-            d = accel_cmd * DT
-            vv, vd, dd = v * v, v * d, d * d
-            a01 = A01[0] * v + A01[1] * d
-            b0 = B0[0] * vv + B0[1] * vd + B0[2] * dd
-            b1 = B1[0] * v + B1[1] * d
-            e0 = lateral + a01 * heading_err + (A02[0] * vv + A02[1] * vd + A02[2] * dd) * steer
-            e0 = e0 + (g0_vv[t, k] * vv + g0_vd[t, k] * vd + g0_dd[t, k] * dd)
-            e1 = _wrap_scalar(heading_err + a01 / WHEEL_BASE * steer + (g1_v[t, k] * v + g1_d[t, k] * d))
-            b0q, b1q = b0 * Q_LAT[0], b1 * Q_LAT[1]
-            steer_cmd = 0.0 if stop else -(b0q * e0 + b1q * e1) / (b0q * b0 + b1q * b1 + R_LAT)
-            # --- kinematic bicycle with actuator lags (heading wrapped once, after the loop) ------
-            new_accel = ACCEL_LAG * (accel_cmd - accel) + accel
-            new_steer = STEERING_LAG * ((DT * steer_cmd + steer) - steer) + steer
-            rate = (new_steer - steer) / DT
-            x = x + v * np.cos(h) * DT
-            y = y + v * np.sin(h) * DT
-            h = h + bicycle_yaw_rate * DT
-            v = v + new_accel * DT
-            steer = min(max(steer + rate * DT, -MAX_STEERING_ANGLE), MAX_STEERING_ANGLE)
-            bicycle_yaw_rate = v * np.tan(steer) / WHEEL_BASE
-            row = out[k, t + 1]
-            row[0], row[1], row[2], row[3], row[5] = x, y, h, v, new_accel  # S.X .. S.AX
-            row[7], row[8], row[9] = steer, rate, bicycle_yaw_rate  # S.STEERING, S.STEERING_RATE, S.YAW_RATE
-            row[10] = (bicycle_yaw_rate - yaw_rate) / DT  # S.YAW_ACCEL
-            accel, yaw_rate = new_accel, bicycle_yaw_rate
+def _profiles(poses: np.ndarray, fit: np.ndarray, velocity: np.ndarray, curvature: np.ndarray) -> None:
+    """(N, 3) reference poses of one row -> velocity (N-1,) [m/s] and curvature (N-1,) [1/m] profiles,
+    fitted by regularised least squares as NAVSIM's tracker utilities: the velocity with the fixed operator
+    `fit`, the curvature from its normal equations (written out from the fit matrix's structure, solved by
+    Cholesky: they are positive definite)."""
+    m = len(velocity)
+    proj, heading_disp = np.empty(m), np.empty(m)
+    for i in range(m):
+        h = poses[i, 2]
+        heading_disp[i] = _wrap(poses[i + 1, 2] - h)
+        proj[i] = np.cos(h) * (poses[i + 1, 0] - poses[i, 0]) + np.sin(h) * (poses[i + 1, 1] - poses[i, 1])
+    sol = np.zeros(m)  # [v0, a_0..a_{M-2}] = fit @ proj
+    for i in range(m):
+        for j in range(m):
+            sol[i] += fit[i, j] * proj[j]
+    _integrate(sol, velocity)
+    # the fit matrix A (M, M): column 0 is v_i·dt, entry (i, j ≥ 1) is v_i·dt² where j ≤ i (0 above the
+    # diagonal), so AᵀA and Aᵀb are sums over the rows i ≥ j: running sums from the bottom row up
+    col0, rest = velocity * DT, velocity * DT**2
+    normal, rhs = np.empty((m, m)), np.empty(m)
+    rest_rest = np.zeros(m)  # Σ_{i ≥ j} rest_i², for j ≥ 1
+    sum_00 = sum_0r = sum_rr = sum_0b = sum_rb = 0.0
+    for j in range(m - 1, 0, -1):
+        sum_0r += col0[j] * rest[j]
+        sum_rr += rest[j] * rest[j]
+        sum_rb += rest[j] * heading_disp[j]
+        normal[0, j] = normal[j, 0] = sum_0r
+        rest_rest[j], rhs[j] = sum_rr, sum_rb
+    for j in range(m - 1, -1, -1):
+        sum_00 += col0[j] * col0[j]
+        sum_0b += col0[j] * heading_disp[j]
+    normal[0, 0], rhs[0] = sum_00 + INITIAL_CURVATURE_PENALTY, sum_0b
+    for j in range(1, m):
+        for col in range(1, m):
+            normal[j, col] = rest_rest[max(j, col)]
+        normal[j, j] += CURVATURE_RATE_PENALTY
+    _integrate(_cholesky_solve(normal, rhs), curvature)
+
+
+@njit(cache=True, error_model="numpy")
+def _integrate(sol: np.ndarray, out: np.ndarray) -> None:
+    """[x0, d_0..d_{M-2}] -> out (M,): x0 plus the running sum of d × DT."""
+    total = 0.0
+    out[0] = sol[0]
+    for i in range(1, len(out)):
+        total += sol[i] * DT
+        out[i] = sol[0] + total
+
+
+@njit(cache=True, error_model="numpy")
+def _cholesky_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x with a @ x = b for a symmetric positive definite (M, M) a."""
+    m = len(b)
+    low = np.zeros((m, m))
+    for j in range(m):
+        diag = a[j, j]
+        for k in range(j):
+            diag -= low[j, k] * low[j, k]
+        low[j, j] = np.sqrt(diag)
+        for i in range(j + 1, m):
+            value = a[i, j]
+            for k in range(j):
+                value -= low[i, k] * low[j, k]
+            low[i, j] = value / low[j, j]
+    y = np.empty(m)
+    for i in range(m):
+        value = b[i]
+        for k in range(i):
+            value -= low[i, k] * y[k]
+        y[i] = value / low[i, i]
+    x = np.empty(m)
+    for i in range(m - 1, -1, -1):
+        value = y[i]
+        for k in range(i + 1, m):
+            value -= low[k, i] * x[k]
+        x[i] = value / low[i, i]
+    return x
 
 
 def simulate(initial_state: np.ndarray, poses: np.ndarray) -> np.ndarray:
@@ -225,19 +186,80 @@ def simulate(initial_state: np.ndarray, poses: np.ndarray) -> np.ndarray:
     out = np.zeros((k_count, t_count, STATE_SIZE))
     out[:, 0] = init
     if t_count > 1 and k_count:
-        ref = _Reference(poses)
-        _track(
-            init,
-            ref.xy,
-            ref.heading,
-            ref.normal,
-            ref.velocity,
-            ref.g1_v,
-            ref.g1_d,
-            ref.g0_vv,
-            ref.g0_vd,
-            ref.g0_dd,
-            out,
-        )
+        fit = _velocity_fit_operator(t_count - 1)
+        _simulate(init, np.ascontiguousarray(poses, dtype=np.float64), fit, HORIZON_WEIGHTS, out)
         out[:, 1:, S.HEADING] = (out[:, 1:, S.HEADING] + np.pi) % TWO_PI - np.pi
     return out
+
+
+@njit(cache=True, error_model="numpy")
+def _simulate(
+    init: np.ndarray, poses: np.ndarray, fit: np.ndarray, weights: np.ndarray, out: np.ndarray
+) -> None:
+    """Each row of `poses` (K, T, 3): fit its profiles, then track it; `out` (K, T, 11) has row 0 set."""
+    n = poses.shape[1] - 1  # tracker steps
+    velocity, curvature = np.empty(n), np.empty(n)
+    for k in range(len(poses)):
+        _profiles(poses[k], fit, velocity, curvature)
+        _track(init, poses[k], velocity, curvature, weights, out[k])
+
+
+@njit(cache=True, error_model="numpy")
+def _track(
+    init: np.ndarray,
+    poses: np.ndarray,
+    velocity: np.ndarray,
+    curvature: np.ndarray,
+    weights: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """The tracker + bicycle loop of one row: reference poses (T, 3) with their velocity and curvature
+    profiles (T-1,), `out` (T, 11) with row 0 the initial state."""
+    n = len(velocity)
+    x, y, h, v = init[0], init[1], init[2], init[3]  # S.X, S.Y, S.HEADING, S.VX
+    accel, steer, yaw_rate = init[5], init[7], init[9]  # S.AX, S.STEERING, S.YAW_RATE
+    bicycle_yaw_rate = v * np.tan(steer) / WHEEL_BASE  # the heading's rate of change in the next step
+    sums = np.empty(len(weights))
+    for t in range(n):
+        # --- the reference at this step: horizon end, curvature sums over the horizon -------------
+        ref = min(t + H, n - 1)
+        for w in range(len(weights)):
+            total = curvature[min(t, ref)] * weights[w, 0]
+            for j in range(1, H):
+                total = total + curvature[min(t + j, ref)] * weights[w, j]
+            sums[w] = total
+        g1_v, g1_d = -DT * sums[0], -DT * sums[1]  # g1 = Σ c_k = g1_v·v0 + g1_d·δ
+        g0_vv, g0_vd, g0_dd = -(DT**2) * sums[2], -(DT**2) * sums[3], -(DT**2) * sums[4]
+        # --- tracker (LQR) -----------------------------------------------------------------------
+        ref_h = poses[t, 2]
+        lateral = (x - poses[t, 0]) * -np.sin(ref_h) + (y - poses[t, 1]) * np.cos(ref_h)
+        heading_err = _wrap(h - ref_h)
+        v_ref = velocity[ref]
+        v_err = v - v_ref
+        stop = v_ref <= STOPPING_VELOCITY and v <= STOPPING_VELOCITY
+        accel_cmd = -STOPPING_GAIN * v_err if stop else LON_GAIN * v_err
+        d = accel_cmd * DT
+        vv, vd, dd = v * v, v * d, d * d
+        a01 = A01[0] * v + A01[1] * d
+        b0 = B0[0] * vv + B0[1] * vd + B0[2] * dd
+        b1 = B1[0] * v + B1[1] * d
+        e0 = lateral + a01 * heading_err + (A02[0] * vv + A02[1] * vd + A02[2] * dd) * steer
+        e0 = e0 + (g0_vv * vv + g0_vd * vd + g0_dd * dd)
+        e1 = _wrap(heading_err + a01 / WHEEL_BASE * steer + (g1_v * v + g1_d * d))
+        b0q, b1q = b0 * Q_LAT[0], b1 * Q_LAT[1]
+        steer_cmd = 0.0 if stop else -(b0q * e0 + b1q * e1) / (b0q * b0 + b1q * b1 + R_LAT)
+        # --- kinematic bicycle with actuator lags (heading wrapped once, after the loop) ----------
+        new_accel = ACCEL_LAG * (accel_cmd - accel) + accel
+        new_steer = STEERING_LAG * ((DT * steer_cmd + steer) - steer) + steer
+        rate = (new_steer - steer) / DT
+        x = x + v * np.cos(h) * DT
+        y = y + v * np.sin(h) * DT
+        h = h + bicycle_yaw_rate * DT
+        v = v + new_accel * DT
+        steer = min(max(steer + rate * DT, -MAX_STEERING_ANGLE), MAX_STEERING_ANGLE)
+        bicycle_yaw_rate = v * np.tan(steer) / WHEEL_BASE
+        row = out[t + 1]
+        row[0], row[1], row[2], row[3], row[5] = x, y, h, v, new_accel  # S.X .. S.AX
+        row[7], row[8], row[9] = steer, rate, bicycle_yaw_rate  # S.STEERING, S.STEERING_RATE, S.YAW_RATE
+        row[10] = (bicycle_yaw_rate - yaw_rate) / DT  # S.YAW_ACCEL
+        accel, yaw_rate = new_accel, bicycle_yaw_rate
