@@ -10,6 +10,8 @@ paths in tests/scorer/test_planar.py)."""
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import shapely
 from numba import njit
@@ -30,14 +32,15 @@ class Path:
     arc lengths at lane joints resolve to the first of the repeated points, as in NAVSIM)."""
 
     def __init__(self, states: np.ndarray) -> None:
-        self.discrete = np.asarray(states, dtype=np.float64)  # (N, 3), headings as given
-        self.states = self.discrete.copy()
-        self.states[:, 2] = np.unwrap(self.states[:, 2])
-        steps = np.linalg.norm(np.diff(self.states[:, :2], axis=0), axis=1)
-        self.progress = np.cumsum(np.concatenate([[0.0], steps]))
+        self.discrete = np.ascontiguousarray(states, dtype=np.float64)  # (N, 3), headings as given
+        self.states, self.progress = _unwrapped_and_arc_length(self.discrete)  # headings unwrapped; [m]
         self.length = float(self.progress[-1])
-        self.linestring = shapely.linestrings(self.states[:, :2])
         self._segment_arrays: _Segments | None = None
+
+    @cached_property
+    def linestring(self) -> LineString:
+        """The path's (x, y) polyline as a shapely geometry (built on first use)."""
+        return shapely.linestrings(self.states[:, :2])
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """(..., 2) points -> (...,) arc length [m] of their projection on the path: shapely's
@@ -94,6 +97,26 @@ class Path:
         return Path(shifted)
 
 
+@njit(cache=True, error_model="numpy")
+def _unwrapped_and_arc_length(discrete: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) poses -> the poses with `np.unwrap`ped headings, and the arc length (N,) [m] at each point
+    (running sum of the step lengths): numpy's arithmetic, in numpy's order."""
+    states = discrete.copy()
+    progress = np.zeros(len(states))
+    correction = 0.0
+    for i in range(1, len(states)):
+        step = discrete[i, 2] - discrete[i - 1, 2]
+        wrapped = (step + np.pi) % (2.0 * np.pi) - np.pi
+        if wrapped == -np.pi and step > 0.0:
+            wrapped = np.pi
+        if abs(step) >= np.pi:
+            correction += wrapped - step
+        states[i, 2] = discrete[i, 2] + correction
+        dx, dy = states[i, 0] - states[i - 1, 0], states[i, 1] - states[i - 1, 1]
+        progress[i] = progress[i - 1] + np.sqrt(dx * dx + dy * dy)
+    return states, progress
+
+
 class _Segments:
     """A polyline's segments with GEOS's per-segment quantities, and bounding boxes of chunks of them."""
 
@@ -103,11 +126,21 @@ class _Segments:
         self.length = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
         self.start = np.zeros(len(self.length))  # running sum, as GEOS accumulates it
         np.cumsum(self.length[:-1], out=self.start[1:])
-        n = len(self.length)
-        pad = np.minimum(np.arange(-(-n // CHUNK) * CHUNK), max(n - 1, 0)).reshape(-1, CHUNK)
-        ends = np.concatenate([self.a[pad], self.b[pad]], axis=1)  # (C, 2·CHUNK, 2)
-        self.lo, self.hi = ends.min(axis=1), ends.max(axis=1)  # (C, 2)
-        self.first = self.a[pad[:, 0]]  # (C, 2) a vertex of each chunk
+        self.lo, self.hi = _chunk_boxes(self.a, self.b)  # (C, 2) each
+        self.first = self.a[::CHUNK]  # (C, 2) a vertex of each chunk
+
+
+@njit(cache=True, error_model="numpy")
+def _chunk_boxes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding boxes (C, 2) low and high corners of the segments a -> b (N, 2) in chunks of CHUNK."""
+    chunks = -(-len(a) // CHUNK)
+    lo, hi = np.full((chunks, 2), np.inf), np.full((chunks, 2), -np.inf)
+    for i in range(len(a)):
+        c = i // CHUNK
+        for axis in range(2):
+            lo[c, axis] = min(lo[c, axis], a[i, axis], b[i, axis])
+            hi[c, axis] = max(hi[c, axis], a[i, axis], b[i, axis])
+    return lo, hi
 
 
 @njit(cache=True, error_model="numpy")
