@@ -223,11 +223,12 @@ class DrivableMap:
         """Which polygons are lanes, drivable areas, on-route lanes and intersections (kept per route)."""
         key = tuple(route_lane_ids)
         if key not in self._layers:
-            lanes = np.isin(self.types, LANE_TYPES)
-            on_route = lanes & np.isin(np.array(self.tokens, dtype=object), route_lane_ids)
+            lanes = np.array([kind in LANE_TYPES for kind in self.types.tolist()], dtype=bool)
+            route = set(route_lane_ids)
+            on_route = lanes & np.array([token in route for token in self.tokens], dtype=bool)
             self._layers[key] = Layers(
                 lanes,
-                np.isin(self.types, DRIVABLE_TYPES),
+                np.array([kind in DRIVABLE_TYPES for kind in self.types.tolist()], dtype=bool),
                 on_route,
                 self.types == INTERSECTION,
                 np.flatnonzero(lanes),

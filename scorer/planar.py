@@ -215,7 +215,8 @@ class PolygonIndex:
         self.strips = _strips(self.coords, self.ring_start, self.polygon_start, self.bounds)
 
     def inside_pairs(self, points: np.ndarray, tested: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 2) points, point n of kind n % G, and (P, G) bool: which polygons each kind is tested against
+        """(N, 2) points (N a multiple of G), point n of kind n % G, and (P, G) bool: which polygons each kind
+        is tested against
         -> the (polygon, point) pairs with the point strictly inside the polygon (GEOS `contains_xy`); the
         pairs the orientation filter cannot decide are asked of GEOS."""
         poly, point, unsure_poly, unsure_point = _inside_pairs(
@@ -234,29 +235,29 @@ class PolygonIndex:
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _strip_of(y: float, y0: float, height: float, count: int) -> int:
-    """Strip of a polygon holding height y (monotonic in y, so an edge's strips span its end points')."""
-    if height <= 0.0:
-        return 0
-    return min(max(int((y - y0) / height), 0), count - 1)
+def _strip_of(y: float, y0: float, per_metre: float, count: int) -> int:
+    """Strip holding height y of a polygon whose lowest y is y0, `per_metre` strips per metre (monotonic in
+    y, so an edge's strips span those of its end points)."""
+    return min(max(int((y - y0) * per_metre), 0), count - 1)
 
 
 @njit(cache=True, error_model="numpy")
 def _strips(
     coords: np.ndarray, ring_start: np.ndarray, polygon_start: np.ndarray, bounds: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per polygon p, strips [first[p], first[p + 1]) of height `height[p]` from its lowest y; strip s lists
-    the edges (index i: coords[i] -> coords[i + 1]) at edges[start[s]:start[s + 1]]."""
+    """Per polygon p, strips [first[p], first[p + 1]), `per_metre[p]` per metre from its lowest y; strip s
+    lists the edges (index i: coords[i] -> coords[i + 1]) at edges[start[s]:start[s + 1]]."""
     n_poly = len(polygon_start) - 1
     first = np.zeros(n_poly + 1, dtype=np.int64)
-    height = np.zeros(n_poly)
+    per_metre = np.zeros(n_poly)
     for p in range(n_poly):
         n_edges = 0
         for r in range(polygon_start[p], polygon_start[p + 1]):
             n_edges += ring_start[r + 1] - ring_start[r] - 1
         count = max(1, n_edges // 2)  # ~2 edges per strip on a convex polygon
         first[p + 1] = first[p] + count
-        height[p] = (bounds[p, 3] - bounds[p, 1]) / count
+        extent = bounds[p, 3] - bounds[p, 1]
+        per_metre[p] = count / extent if extent > 0.0 else 0.0
     start = np.zeros(first[-1] + 1, dtype=np.int64)
     for fill in range(2):  # count, then fill
         cursor = start[:-1].copy()
@@ -266,15 +267,15 @@ def _strips(
             for r in range(polygon_start[p], polygon_start[p + 1]):
                 for i in range(ring_start[r], ring_start[r + 1] - 1):
                     lo_y, hi_y = min(coords[i, 1], coords[i + 1, 1]), max(coords[i, 1], coords[i + 1, 1])
-                    s0 = _strip_of(lo_y, bounds[p, 1], height[p], count)
-                    s1 = _strip_of(hi_y, bounds[p, 1], height[p], count)
+                    s0 = _strip_of(lo_y, bounds[p, 1], per_metre[p], count)
+                    s1 = _strip_of(hi_y, bounds[p, 1], per_metre[p], count)
                     for s in range(first[p] + s0, first[p] + s1 + 1):
                         if fill:
                             edges[cursor[s]] = i
                         cursor[s] += 1
         if not fill:
             start[1:] = np.cumsum(cursor - start[:-1])
-    return first, height, start, edges
+    return first, per_metre, start, edges
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -285,12 +286,12 @@ def _locate_indexed(
     coords: np.ndarray,
     bounds: np.ndarray,
     first: np.ndarray,
-    height: np.ndarray,
+    per_metre: np.ndarray,
     start: np.ndarray,
     edges: np.ndarray,
 ) -> int:
     """`locate` of p in polygon p, visiting only the edges of the strip that holds py."""
-    s = first[p] + _strip_of(py, bounds[p, 1], height[p], first[p + 1] - first[p])
+    s = first[p] + _strip_of(py, bounds[p, 1], per_metre[p], first[p + 1] - first[p])
     crossings, undecided = 0, False
     for e in range(start[s], start[s + 1]):
         i = edges[e]
@@ -316,7 +317,7 @@ def _inside_pairs(
     coords: np.ndarray,
     bounds: np.ndarray,
     first: np.ndarray,
-    height: np.ndarray,
+    per_metre: np.ndarray,
     start: np.ndarray,
     edges: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -325,22 +326,23 @@ def _inside_pairs(
     poly, point = np.empty(len(points), dtype=np.int64), np.empty(len(points), dtype=np.int64)
     unsure_poly, unsure_point = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     found = unsure = 0
-    for n in range(len(points)):
-        x, y, kind = points[n, 0], points[n, 1], n % n_kinds
-        for p in range(len(bounds)):
-            if not (
-                tested[p, kind] and bounds[p, 0] <= x <= bounds[p, 2] and bounds[p, 1] <= y <= bounds[p, 3]
-            ):
-                continue
-            loc = _locate_indexed(x, y, p, coords, bounds, first, height, start, edges)
-            if loc == INTERIOR:
-                if found == len(poly):
-                    poly, point = _grow(poly), _grow(point)
-                poly[found], point[found] = p, n
-                found += 1
-            elif loc == UNSURE:
-                if unsure == len(unsure_poly):
-                    unsure_poly, unsure_point = _grow(unsure_poly), _grow(unsure_point)
-                unsure_poly[unsure], unsure_point[unsure] = p, n
-                unsure += 1
+    for p in range(len(bounds)):
+        x0, y0, x1, y1 = bounds[p, 0], bounds[p, 1], bounds[p, 2], bounds[p, 3]
+        for base in range(0, len(points), n_kinds):
+            for kind in range(n_kinds):
+                n = base + kind
+                x, y = points[n, 0], points[n, 1]
+                if not (x0 <= x <= x1 and y0 <= y <= y1 and tested[p, kind]):
+                    continue
+                loc = _locate_indexed(x, y, p, coords, bounds, first, per_metre, start, edges)
+                if loc == INTERIOR:
+                    if found == len(poly):
+                        poly, point = _grow(poly), _grow(point)
+                    poly[found], point[found] = p, n
+                    found += 1
+                elif loc == UNSURE:
+                    if unsure == len(unsure_poly):
+                        unsure_poly, unsure_point = _grow(unsure_poly), _grow(unsure_point)
+                    unsure_poly[unsure], unsure_point[unsure] = p, n
+                    unsure += 1
     return poly[:found], point[:found], unsure_poly[:unsure], unsure_point[:unsure]
