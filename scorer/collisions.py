@@ -36,6 +36,7 @@ from scorer.constants import (
     S,
 )
 from scorer.observation import Observation
+from scorer.planar import grown
 
 EGO_RADIUS = float(np.hypot(EGO_HALF_LENGTH, EGO_HALF_WIDTH))  # [m]
 NO_EVENT = np.iinfo(np.int64).max
@@ -122,12 +123,13 @@ def _candidate_pairs(
     near = []  # objects whose centres come within their reach of that box
     for o in range(len(reach)):
         margin = reach[o] * (1.0 + 1e-9) + 1e-9
-        x0, y0 = obj_centers[o, :, 0].min() - margin, obj_centers[o, :, 1].min() - margin
-        x1, y1 = obj_centers[o, :, 0].max() + margin, obj_centers[o, :, 1].max() + margin
-        if x0 <= hi_x and x1 >= lo_x and y0 <= hi_y and y1 >= lo_y:
+        x0, y0, x1, y1 = np.inf, np.inf, -np.inf, -np.inf
+        for n in range(n_count):
+            x0, x1 = min(x0, obj_centers[o, n, 0]), max(x1, obj_centers[o, n, 0])
+            y0, y1 = min(y0, obj_centers[o, n, 1]), max(y1, obj_centers[o, n, 1])
+        if x0 - margin <= hi_x and x1 + margin >= lo_x and y0 - margin <= hi_y and y1 + margin >= lo_y:
             near.append(o)
-    size = 64
-    out_k, out_o, out_n = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size, np.int64)
+    out_k, out_o, out_n = np.empty(64, np.int64), np.empty(64, np.int64), np.empty(64, np.int64)
     found = 0
     for k in range(k_count):
         for o in near:
@@ -142,19 +144,11 @@ def _candidate_pairs(
                     dx, dy, ego_headings[k, n], obj_headings[o, n], half_size[o, 0], half_size[o, 1]
                 ):
                     continue
-                if found == size:
-                    size *= 2
-                    out_k, out_o, out_n = _resized(out_k, size), _resized(out_o, size), _resized(out_n, size)
+                if found == len(out_k):
+                    out_k, out_o, out_n = grown(out_k), grown(out_o), grown(out_n)
                 out_k[found], out_o[found], out_n[found] = k, o, n
                 found += 1
     return out_k[:found], out_o[:found], out_n[:found]
-
-
-@njit(cache=True, error_model="numpy")
-def _resized(values: np.ndarray, size: int) -> np.ndarray:
-    out = np.empty(size, values.dtype)
-    out[: len(values)] = values
-    return out
 
 
 @njit(cache=True, error_model="numpy")

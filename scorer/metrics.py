@@ -42,7 +42,16 @@ def ego_areas(
     poly, point = drivable.inside_pairs(points, tested)
     lane_slot = np.full(len(layer.lanes), -1, dtype=np.int64)
     lane_slot[layer.lane_index] = np.arange(len(layer.lane_index))
-    flags = _areas(poly, point, k * t, lane_slot, layer.drivable, layer.on_route, layer.intersections)
+    flags = _areas(
+        poly,
+        point,
+        k * t,
+        lane_slot,
+        max(1, len(layer.lane_index)),
+        layer.drivable,
+        layer.on_route,
+        layer.intersections,
+    )
     multiple, off_road, oncoming, center_int, rear_int = flags.reshape(5, k, t)
     return EgoAreas(multiple, off_road, oncoming, center_int, rear_int)
 
@@ -53,13 +62,13 @@ def _areas(
     point: np.ndarray,
     boxes: int,
     lane_slot: np.ndarray,
+    n_lanes: int,
     drivable: np.ndarray,
     on_route: np.ndarray,
     intersection: np.ndarray,
 ) -> np.ndarray:
     """(5, boxes) bool: multiple lanes, off road, oncoming, centre and rear axle in an intersection, from
     the (polygon, point) pairs with the point inside (point 6·box + kind: 4 corners, centre, rear axle)."""
-    n_lanes = max(1, lane_slot.max() + 1)
     corners_in_lane = np.zeros((boxes, n_lanes), dtype=np.int64)
     on_road = np.zeros((boxes, 4), dtype=np.bool_)
     out = np.zeros((5, boxes), dtype=np.bool_)

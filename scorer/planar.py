@@ -259,9 +259,14 @@ def _strips(
         extent = bounds[p, 3] - bounds[p, 1]
         per_metre[p] = count / extent if extent > 0.0 else 0.0
     start = np.zeros(first[-1] + 1, dtype=np.int64)
+    cursor = np.zeros(first[-1], dtype=np.int64)
+    edges = np.empty(0, dtype=np.int64)
     for fill in range(2):  # count, then fill
-        cursor = start[:-1].copy()
-        edges = np.empty(start[-1], dtype=np.int64)
+        if fill:
+            for s in range(len(cursor)):
+                start[s + 1] = start[s] + cursor[s]
+                cursor[s] = start[s]
+            edges = np.empty(start[-1], dtype=np.int64)
         for p in range(n_poly):
             count = first[p + 1] - first[p]
             for r in range(polygon_start[p], polygon_start[p + 1]):
@@ -273,8 +278,6 @@ def _strips(
                         if fill:
                             edges[cursor[s]] = i
                         cursor[s] += 1
-        if not fill:
-            start[1:] = np.cumsum(cursor - start[:-1])
     return first, per_metre, start, edges
 
 
@@ -304,9 +307,11 @@ def _locate_indexed(
 
 
 @njit(cache=True, error_model="numpy")
-def _grow(values: np.ndarray) -> np.ndarray:
+def grown(values: np.ndarray) -> np.ndarray:
+    """A copy of the 1-d array `values` with room for twice as many (compiled code's growing buffers)."""
     out = np.empty(2 * len(values) + 16, dtype=values.dtype)
-    out[: len(values)] = values
+    for i in range(len(values)):
+        out[i] = values[i]
     return out
 
 
@@ -337,12 +342,12 @@ def _inside_pairs(
                 loc = _locate_indexed(x, y, p, coords, bounds, first, per_metre, start, edges)
                 if loc == INTERIOR:
                     if found == len(poly):
-                        poly, point = _grow(poly), _grow(point)
+                        poly, point = grown(poly), grown(point)
                     poly[found], point[found] = p, n
                     found += 1
                 elif loc == UNSURE:
                     if unsure == len(unsure_poly):
-                        unsure_poly, unsure_point = _grow(unsure_poly), _grow(unsure_point)
+                        unsure_poly, unsure_point = grown(unsure_poly), grown(unsure_point)
                     unsure_poly[unsure], unsure_point[unsure] = p, n
                     unsure += 1
     return poly[:found], point[:found], unsure_poly[:unsure], unsure_point[:unsure]

@@ -217,8 +217,14 @@ def _interpolate(
     """The pose at arc length `distance` [m] on the path stored at [lo, hi) (`_PathSet`): clipped to
     [1e-5 m, length], scipy's interp1d (left neighbour from searchsorted "left"), heading wrapped."""
     d = min(max(distance, 1e-5), length)
-    i = np.searchsorted(progress[lo:hi], d)  # side="left"
-    i = min(max(i, 1), hi - lo - 1) + lo
+    first, last = lo, hi  # searchsorted(side="left"): the first point at or beyond d
+    while first < last:
+        mid = (first + last) // 2
+        if progress[mid] < d:
+            first = mid + 1
+        else:
+            last = mid
+    i = min(max(first, lo + 1), hi - 1)
     x = slope[i, 0] * (d - progress[i - 1]) + states[i - 1, 0]
     y = slope[i, 1] * (d - progress[i - 1]) + states[i - 1, 1]
     h = slope[i, 2] * (d - progress[i - 1]) + states[i - 1, 2]
@@ -234,7 +240,7 @@ def _ego_ring(x: float, y: float, h: float, out: np.ndarray) -> None:
     for i in range(4):
         out[i, 0] = cx + (_EGO_LAT[i] * cos_lat + _EGO_LON[i] * cos)
         out[i, 1] = cy + (_EGO_LAT[i] * sin_lat + _EGO_LON[i] * sin)
-    out[4] = out[0]
+    out[4, 0], out[4, 1] = out[0, 0], out[0, 1]
 
 
 @njit(cache=True, error_model="numpy")
@@ -272,11 +278,11 @@ def _lead_update(
                     best, nearest = d, s
         if nearest >= 0:
             record[j, 0] = progress[j] + best
-            heading, speed, is_agent, is_red = lead_attributes[f, j, nearest]
-            if is_red == 0.0:
+            heading, speed = lead_attributes[f, j, nearest, 0], lead_attributes[f, j, nearest, 1]
+            if lead_attributes[f, j, nearest, 3] == 0.0:  # not a red light
                 relative = heading - poses[j, 2]
                 along = np.cos(np.arctan2(np.sin(relative), np.cos(relative))) * speed
-                velocity = along if is_agent > 0.0 else 0.0
+                velocity = along if lead_attributes[f, j, nearest, 2] > 0.0 else 0.0  # agents move
         else:
             record[j, 0] = path_end[j // N_POLICIES]
             rear = EGO_LENGTH / 2
@@ -309,7 +315,7 @@ def _unroll(
     record = np.zeros((n, 3))  # the first step sees a zero leading state
     for j in range(n):
         p = j // N_POLICIES
-        poses[j, 0] = _interpolate(
+        poses[j, 0, 0], poses[j, 0, 1], poses[j, 0, 2] = _interpolate(
             progress[j], path_start[p], path_start[p + 1], path_end[p], path_progress, path_states, path_slope
         )
     for t in range(1, steps):
@@ -336,7 +342,7 @@ def _unroll(
             accel = min(max(accel, -IDM_DECEL_MAX), IDM_ACCEL_MAX)
             progress[j], velocity[j] = progress[j] + DT * v, v + DT * accel
             p = j // N_POLICIES
-            poses[j, t] = _interpolate(
+            poses[j, t, 0], poses[j, t, 1], poses[j, t, 2] = _interpolate(
                 progress[j],
                 path_start[p],
                 path_start[p + 1],

@@ -118,7 +118,9 @@ def _profiles(poses: np.ndarray, fit: np.ndarray, velocity: np.ndarray, curvatur
     _integrate(sol, velocity)
     # the fit matrix A (M, M): column 0 is v_i·dt, entry (i, j ≥ 1) is v_i·dt² where j ≤ i (0 above the
     # diagonal), so AᵀA and Aᵀb are sums over the rows i ≥ j: running sums from the bottom row up
-    col0, rest = velocity * DT, velocity * DT**2
+    col0, rest = np.empty(m), np.empty(m)
+    for i in range(m):
+        col0[i], rest[i] = velocity[i] * DT, velocity[i] * DT**2
     normal, rhs = np.empty((m, m)), np.empty(m)
     rest_rest = np.zeros(m)  # Σ_{i ≥ j} rest_i², for j ≥ 1
     sum_00 = sum_0r = sum_rr = sum_0b = sum_rb = 0.0
