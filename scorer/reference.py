@@ -137,7 +137,13 @@ def _leaders(
                 progress_table[every, p, slot_r] = red_progress[r]
                 geometry[every, p, slot_r] = len(polys) + red[r]  # red light r follows the candidates
                 attributes[every, p, slot_r, 3] = 1.0
-    coords, ring_start, polygon_start = rings(np.concatenate([polys, obs.red_polygons]))
+    # the polygons' rings: the candidates' boxes (closed on their first corner, as GEOS's), then red lights
+    boxes = corners[o_idx, f_idx]
+    box_coords = np.concatenate([boxes, boxes[:, :1]], axis=1).reshape(-1, 2)
+    red_coords, red_ring_start, red_polygon_start = rings(obs.red_polygons)
+    coords = np.concatenate([box_coords, red_coords])
+    ring_start = np.concatenate([np.arange(len(boxes)) * 5, red_ring_start + len(box_coords)])
+    polygon_start = np.concatenate([np.arange(len(boxes)), red_polygon_start + len(boxes)])
     return _Leaders(
         *(np.repeat(table, N_POLICIES, axis=1) for table in (progress_table, geometry, attributes)),
         coords,
