@@ -8,7 +8,8 @@ polygons, intersections and car parks within 100 m of the ego's box centre (obje
 `buffer(100)` disk, as the map API's proximity query). Roadblock-connector polygons are not part of it.
 
 The same geometries are built in few calls: polygons from given rings, lane buffers and the lanes'
-densified baseline paths all at once, proximity tests as one vectorised predicate. Point-in-polygon
+densified baseline paths all at once (the points by a compiled loop, `_densified`), proximity tests as one
+vectorised predicate. Point-in-polygon
 queries (thousands per scene) run compiled on an index of the polygons' edges with GEOS's arithmetic
 (`scorer.planar.PolygonIndex`), which asks GEOS itself about the rare points on the edge of deciding.
 """
@@ -20,6 +21,7 @@ from functools import cached_property
 
 import numpy as np
 import shapely
+from numba import njit
 from shapely.geometry import Point, Polygon
 
 from driving.geometry import DEFAULT_DENSIFY_M, polyline_headings
@@ -128,29 +130,41 @@ def _lane_paths(lanes: list[LaneInfo]) -> None:
         return
     points = np.concatenate([lane.centerline for lane in lanes])
     sizes = np.array([len(lane.centerline) for lane in lanes])
-    first = np.cumsum(sizes) - sizes
+    first = np.zeros(len(lanes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=first[1:])
     inner = np.ones(len(points) - 1, dtype=bool)
-    inner[first[1:] - 1] = False  # the step from one lane's last point to the next lane's first
+    inner[first[1:-1] - 1] = False  # the step from one lane's last point to the next lane's first
     a, b = points[:-1][inner], points[1:][inner]
-    n = np.maximum(1, np.ceil(np.hypot(*(b - a).T) / lanes[0].spacing).astype(int))
-    seg = np.repeat(np.arange(len(a)), n)
-    k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + 1
-    frac = (k / n[seg])[:, None]
-    filled = a[seg] + frac * (b[seg] - a[seg])
-    per_lane = np.add.reduceat(n, first - np.arange(len(lanes)))  # points added to each lane
-    ends = np.cumsum(per_lane + 1)  # each lane: its first point, then the filled ones
-    starts = ends - per_lane - 1
-    dense = np.empty((ends[-1], 2))
-    is_first = np.zeros(len(dense), dtype=bool)
-    is_first[starts] = True
-    dense[is_first], dense[~is_first] = points[first], filled
+    n = np.maximum(1, np.ceil(np.hypot(*(b - a).T) / lanes[0].spacing).astype(np.int64))
+    dense, ends = _densified(points, first, n)
     d = np.diff(dense, axis=0)
     heading = np.empty(len(dense))
     heading[:-1] = np.arctan2(d[:, 1], d[:, 0])
     heading[ends - 1] = heading[ends - 2]  # the last point repeats the last segment's heading
     paths = np.column_stack([dense, heading])
-    for lane, start, end in zip(lanes, starts, ends):
+    for lane, start, end in zip(lanes, np.concatenate([[0], ends[:-1]]), ends):
         lane.__dict__["path"] = paths[start:end]
+
+
+@njit(cache=True, error_model="numpy")
+def _densified(points: np.ndarray, first: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lanes' points (lane l: points[first[l]:first[l + 1]]) with n[s] points on each of their segments s
+    (in order), the last at the segment's end: `densify`'s points, and where each lane's end (L,)."""
+    dense = np.empty((len(first) - 1 + n.sum(), 2))
+    ends = np.empty(len(first) - 1, dtype=np.int64)
+    w = s = 0
+    for lane in range(len(first) - 1):
+        dense[w, 0], dense[w, 1] = points[first[lane], 0], points[first[lane], 1]
+        w += 1
+        for i in range(first[lane], first[lane + 1] - 1):
+            ax, ay, bx, by = points[i, 0], points[i, 1], points[i + 1, 0], points[i + 1, 1]
+            for k in range(1, n[s] + 1):
+                frac = k / n[s]
+                dense[w, 0], dense[w, 1] = ax + frac * (bx - ax), ay + frac * (by - ay)
+                w += 1
+            s += 1
+        ends[lane] = w
+    return dense, ends
 
 
 def build_map(scene: Scene) -> MapModel:
