@@ -11,9 +11,9 @@ The formulas are GEOS 3.x's, evaluated in its order, so the numbers are GEOS's t
   distance 0).
 * `polygon_distance`: `operation::distance::DistanceOp` — 0 when a first vertex of a part of either
   polygon is not outside the other (here: of any ring, which is 0 in the same cases: such a vertex is
-  in both), else the smallest segment-to-segment distance. GEOS skips segment pairs whose bounding boxes
-  are farther apart than the running minimum; that only skips pairs that cannot be nearer, so the minimum
-  over all pairs is the same number.
+  in both), else the smallest segment-to-segment distance. Both skip segment pairs whose bounding boxes
+  are farther apart than the running minimum (here with a 1e-9 relative slack); that only skips pairs
+  that cannot be nearer, so the minimum is the same number.
 * `locate`: `algorithm::RayCrossingCounter` over all rings of all parts of a (multi)polygon, even-odd,
   as GEOS's prepared `IndexedPointInAreaLocator` (what shapely's `contains_xy` uses on prepared
   geometries). Its orientation test is GEOS's floating-point filter; where the filter cannot decide (a
@@ -173,11 +173,17 @@ def polygon_distance(
     for r in range(b0, b1):
         if locate(b[b_start[r], 0], b[b_start[r], 1], a, a_start, a0, a1) != EXTERIOR:
             return 0.0
-    best = np.inf
+    best, reach2 = np.inf, np.inf  # reach2: squared box gap beyond which a segment pair cannot be nearer
     for ra in range(a0, a1):
         for i in range(a_start[ra], a_start[ra + 1] - 1):
+            ax0, ax1 = min(a[i, 0], a[i + 1, 0]), max(a[i, 0], a[i + 1, 0])
+            ay0, ay1 = min(a[i, 1], a[i + 1, 1]), max(a[i, 1], a[i + 1, 1])
             for rb in range(b0, b1):
                 for j in range(b_start[rb], b_start[rb + 1] - 1):
+                    gx = max(max(min(b[j, 0], b[j + 1, 0]) - ax1, ax0 - max(b[j, 0], b[j + 1, 0])), 0.0)
+                    gy = max(max(min(b[j, 1], b[j + 1, 1]) - ay1, ay0 - max(b[j, 1], b[j + 1, 1])), 0.0)
+                    if gx * gx + gy * gy > reach2:
+                        continue
                     d = segment_to_segment(
                         a[i, 0], a[i, 1], a[i + 1, 0], a[i + 1, 1], b[j, 0], b[j, 1], b[j + 1, 0], b[j + 1, 1]
                     )
@@ -185,6 +191,7 @@ def polygon_distance(
                         best = d
                         if best == 0.0:
                             return 0.0
+                        reach2 = (best * (1.0 + 1e-9)) ** 2
     return best
 
 
