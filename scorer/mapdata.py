@@ -221,7 +221,6 @@ class DrivableMap:
     tokens: list[str]
     types: np.ndarray  # (P,) map type per polygon
     polygons: np.ndarray  # (P,) shapely polygons, prepared
-    bounds: np.ndarray  # (P, 4)
     _layers: dict = field(default_factory=dict)  # route lane ids -> Layers
     _index: PolygonIndex | None = None
 
@@ -284,5 +283,4 @@ def build_drivable_map(model: MapModel, center: np.ndarray, radius: float) -> Dr
                 add(area_id, kind, poly)
     geoms = np.array(polys, dtype=object)
     shapely.prepare(geoms)
-    bounds = shapely.bounds(geoms) if len(geoms) else np.zeros((0, 4))
-    return DrivableMap(tokens, np.array(types, dtype=int), geoms, bounds)
+    return DrivableMap(tokens, np.array(types, dtype=int), geoms)
