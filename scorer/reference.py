@@ -55,9 +55,8 @@ from scorer.planar import polygon_distance, rings
 
 N_POLICIES = len(SPEED_LIMIT_FRACTIONS)
 IDM_COMFORT = float(2 * np.sqrt(IDM_ACCEL_MAX * IDM_DECEL_MAX))
-IDM_EXPONENT_F = float(
-    IDM_EXPONENT
-)  # a float power is pow(), as numpy's; an int one would be repeated products
+# compiled, a float exponent is pow(), as numpy's power; an integer one would be repeated products
+IDM_EXPONENT_F = float(IDM_EXPONENT)
 
 
 def proposal_paths(centerline: Path) -> list[Path]:
