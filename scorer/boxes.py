@@ -3,14 +3,16 @@
 Corners are computed as nuPlan's `translate_longitudinally_and_laterally` does, so they are the same floats
 as NAVSIM's polygons. Intersections are GEOS's (`shapely.intersects`, touching counts) on those corners: vectorised tests with
 a 1 µm margin (separating axes, bounding boxes) first discard pairs that are certainly apart, then
-`box_intersects` decides the rest with exact orientation signs (Shewchuk's error bound), and only the
-pairs within rounding of touching reach GEOS.
+`box_intersects` decides the rest with exact orientation signs (Shewchuk's error bound; compiled with
+numba, as it runs on every candidate contact of every step), and only the pairs within rounding of
+touching reach GEOS.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import shapely
+from numba import njit
 
 from scorer.constants import EGO_HALF_LENGTH, EGO_HALF_WIDTH, EGO_REAR_AXLE_TO_CENTER
 
@@ -74,57 +76,69 @@ def polygons(corners: np.ndarray) -> np.ndarray:
     return shapely.polygons(corners)
 
 
-def obb_maybe_intersect(
-    d: np.ndarray, h1: np.ndarray, size1: np.ndarray, h2: np.ndarray, size2: np.ndarray
-) -> np.ndarray:
-    """Separating-axis test of oriented boxes from centre offsets d = c2 - c1 (M, 2), headings (M,) and
-    half sizes (M, 2) [half length, half width]: False only where an axis separates them by > margin."""
-    c1, s1, c2, s2 = np.cos(h1), np.sin(h1), np.cos(h2), np.sin(h2)
-    cc, ss = np.abs(c1 * c2 + s1 * s2), np.abs(s2 * c1 - c2 * s1)  # |cos|, |sin| of h2 - h1
-    a1, b1, a2, b2 = size1[:, 0], size1[:, 1], size2[:, 0], size2[:, 1]
-    dx, dy = d[:, 0], d[:, 1]
-    return (
-        (np.abs(dx * c1 + dy * s1) <= a1 + a2 * cc + b2 * ss + SAT_MARGIN)
-        & (np.abs(dy * c1 - dx * s1) <= b1 + a2 * ss + b2 * cc + SAT_MARGIN)
-        & (np.abs(dx * c2 + dy * s2) <= a2 + a1 * cc + b1 * ss + SAT_MARGIN)
-        & (np.abs(dy * c2 - dx * s2) <= b2 + a1 * ss + b1 * cc + SAT_MARGIN)
-    )
-
-
 # Shewchuk's bound on the error of the floating-point orientation determinant (robust predicates, 1997):
 # beyond it the sign of the determinant is exact
 ORIENTATION_ERROR = (3.0 + 16.0 * 2.0**-53) * 2.0**-53
 MIN_EDGE2 = 1e-12  # [m²] boxes with a shorter edge are left to GEOS
 
 
-def _edge_sides(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each edge of anticlockwise quadrilaterals a (M, 4, 2): are all four corners of b (M, 4, 2)
-    certainly strictly to its right (the edge's line separates them), is one certainly not — (M, 4) each."""
-    start, end, p = a[:, :, None], np.roll(a, -1, axis=1)[:, :, None], b[:, None]  # (M, 4, 1|4, 2)
-    left = (start[..., 0] - p[..., 0]) * (end[..., 1] - p[..., 1])
-    right = (start[..., 1] - p[..., 1]) * (end[..., 0] - p[..., 0])
-    det, bound = left - right, ORIENTATION_ERROR * (np.abs(left) + np.abs(right))  # (M, 4 edges, 4 corners)
-    return ((-det >= bound) & (det < 0.0)).all(axis=2), (det >= bound).any(axis=2)
-
-
 def box_intersects(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(M, 4, 2) vs (M, 4, 2) anticlockwise box corners (`box_corners` order) -> (M,) GEOS `intersects` of
     the two polygons (touching counts). Convex polygons are disjoint iff the line of an edge of one has all
     corners of the other strictly on its outer side; each side is decided by the sign of an orientation
-    determinant where rounding cannot flip it, and by GEOS itself for the pairs where it could."""
-    out = np.zeros(len(a), dtype=bool)
+    determinant where rounding cannot flip it (compiled, `_box_contact`), and by GEOS itself for the pairs
+    where it could."""
     if len(a) == 0:
-        return out
-    separated_a, open_a = _edge_sides(a, b)
-    separated_b, open_b = _edge_sides(b, a)
-    separated = separated_a.any(axis=1) | separated_b.any(axis=1)
-    touching = open_a.all(axis=1) & open_b.all(axis=1)
-    edges2 = np.concatenate([a - np.roll(a, -1, axis=1), b - np.roll(b, -1, axis=1)], axis=1) ** 2
-    degenerate = (edges2.sum(axis=2) < MIN_EDGE2).any(axis=1)
-    out[touching] = True
-    unsure = np.flatnonzero((separated == touching) | degenerate)
+        return np.zeros(0, dtype=bool)
+    contact = _box_contact(
+        np.ascontiguousarray(a, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64)
+    )
+    out = contact == TOUCHING
+    unsure = np.flatnonzero(contact == UNSURE)
     if unsure.size:
         out[unsure] = shapely.intersects(polygons(a[unsure]), polygons(b[unsure]))
+    return out
+
+
+APART, TOUCHING, UNSURE = 0, 1, 2
+
+
+@njit(cache=True, error_model="numpy")
+def _edge_sides(a: np.ndarray, b: np.ndarray) -> tuple[bool, bool]:
+    """For the edges of anticlockwise quadrilateral a (4, 2): does some edge's line certainly have all four
+    corners of b (4, 2) strictly on its right (separating them), and does every edge certainly have one
+    corner of b on its left?"""
+    separated, all_open = False, True
+    for e in range(4):
+        sx, sy, ex, ey = a[e, 0], a[e, 1], a[(e + 1) % 4, 0], a[(e + 1) % 4, 1]
+        all_right, one_left = True, False
+        for c in range(4):
+            px, py = b[c, 0], b[c, 1]
+            left = (sx - px) * (ey - py)
+            right = (sy - py) * (ex - px)
+            det, bound = left - right, ORIENTATION_ERROR * (abs(left) + abs(right))
+            all_right &= -det >= bound and det < 0.0
+            one_left |= det >= bound
+        separated |= all_right
+        all_open &= one_left
+    return separated, all_open
+
+
+@njit(cache=True, error_model="numpy")
+def _box_contact(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(M,) APART, TOUCHING or UNSURE (rounding could flip a side, or an edge is shorter than 1 µm) for the
+    box pairs a, b (M, 4, 2)."""
+    out = np.empty(len(a), dtype=np.int8)
+    for m in range(len(a)):
+        separated_a, open_a = _edge_sides(a[m], b[m])
+        separated_b, open_b = _edge_sides(b[m], a[m])
+        separated, touching = separated_a or separated_b, open_a and open_b
+        degenerate = False
+        for box in (a[m], b[m]):
+            for e in range(4):
+                dx, dy = box[e, 0] - box[(e + 1) % 4, 0], box[e, 1] - box[(e + 1) % 4, 1]
+                degenerate |= dx * dx + dy * dy < MIN_EDGE2
+        out[m] = UNSURE if separated == touching or degenerate else (TOUCHING if touching else APART)
     return out
 
 

@@ -9,6 +9,9 @@ ego stopped (≤ 0.05 m/s) → not at fault; object stopped (≤ 5e-3 m/s at its
 fault; object more than 150° off the ego's heading, seen from the rear axle → rear, not at fault; ego's
 front edge touches → front, at fault; otherwise lateral, at fault only when the ego spans several lanes
 or leaves the drivable area.
+
+The search for contacts runs compiled (numba, `_candidate_pairs`): it is a filter over every (proposal,
+step, object) triple, ~10⁵ per call, whose survivors (a few dozen) go to the exact box test.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
+from numba import njit
 
-from scorer.boxes import SAT_MARGIN, box_intersects, obb_maybe_intersect, polygons
+from scorer.boxes import SAT_MARGIN, box_intersects, polygons
 from scorer.constants import (
     AHEAD_ANGLE_DEG,
     BEHIND_ANGLE_DEG,
@@ -32,9 +36,9 @@ from scorer.constants import (
     S,
 )
 from scorer.observation import Observation
+from scorer.planar import grown
 
 EGO_RADIUS = float(np.hypot(EGO_HALF_LENGTH, EGO_HALF_WIDTH))  # [m]
-EGO_HALF_SIZE = np.array([EGO_HALF_LENGTH, EGO_HALF_WIDTH])
 NO_EVENT = np.iinfo(np.int64).max
 
 
@@ -77,34 +81,90 @@ def _candidates(
     obj_centers: np.ndarray,
     obj_headings: np.ndarray,
     half_size: np.ndarray,
-    active: np.ndarray,
+    present: np.ndarray,
+    moving: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(k, o, n) of the ego boxes (K, N) and object boxes (O, N) at the same index n that may touch where
-    `active` (K, O, N) allows it: centre distances first, then a separating-axis test with a margin."""
+    """(k, o, n) of the ego boxes (K, N) and object boxes (O, N) at the same index n that may touch, where
+    the object is `present` (O, N) and the ego `moving` (K, N): centre distances first, then a
+    separating-axis test with a margin; ordered by k, o, n. Both tests only discard pairs farther apart
+    than the margin, which the exact test would find apart too."""
     radius = np.hypot(half_size[:, 0], half_size[:, 1])
     reach = EGO_RADIUS + radius + SAT_MARGIN  # (O,)
-    # objects whose centres stay farther than their reach from the box around all ego centres take no part
-    margin = (reach * (1.0 + 1e-9) + 1e-9)[:, None]
-    flat = ego_centers.reshape(-1, 2)
-    near = np.flatnonzero(
-        (
-            (obj_centers.min(axis=1) - margin <= flat.max(axis=0))
-            & (obj_centers.max(axis=1) + margin >= flat.min(axis=0))
-        ).all(axis=1)
+    return _candidate_pairs(
+        np.ascontiguousarray(ego_centers),
+        np.ascontiguousarray(ego_headings),
+        np.ascontiguousarray(obj_centers),
+        np.ascontiguousarray(obj_headings),
+        np.ascontiguousarray(half_size),
+        reach,
+        np.ascontiguousarray(present),
+        np.ascontiguousarray(moving),
     )
-    if near.size == 0:
-        return near, near, near
-    centers = obj_centers[near]
-    dx = centers[None, :, :, 0] - ego_centers[:, None, :, 0]  # (K, O', N)
-    dy = centers[None, :, :, 1] - ego_centers[:, None, :, 1]
-    reach = reach[near][None, :, None]
-    k, o, n = np.nonzero(active[:, near] & (dx * dx + dy * dy <= reach * reach))
-    if k.size == 0:
-        return k, o, n
-    dx, dy, o = dx[k, o, n], dy[k, o, n], near[o]
-    d = np.stack([dx, dy], axis=-1)
-    maybe = obb_maybe_intersect(d, ego_headings[k, n], EGO_HALF_SIZE[None], obj_headings[o, n], half_size[o])
-    return k[maybe], o[maybe], n[maybe]
+
+
+@njit(cache=True, error_model="numpy")
+def _candidate_pairs(
+    ego_centers: np.ndarray,
+    ego_headings: np.ndarray,
+    obj_centers: np.ndarray,
+    obj_headings: np.ndarray,
+    half_size: np.ndarray,
+    reach: np.ndarray,
+    present: np.ndarray,
+    moving: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_candidates`' loops (compiled: K·O·N pairs, ~10⁵ per call, of which a few dozen survive)."""
+    k_count, n_count = ego_headings.shape
+    lo_x, lo_y, hi_x, hi_y = np.inf, np.inf, -np.inf, -np.inf  # box around all ego centres
+    for k in range(k_count):
+        for n in range(n_count):
+            lo_x, hi_x = min(lo_x, ego_centers[k, n, 0]), max(hi_x, ego_centers[k, n, 0])
+            lo_y, hi_y = min(lo_y, ego_centers[k, n, 1]), max(hi_y, ego_centers[k, n, 1])
+    near = []  # objects whose centres come within their reach of that box
+    for o in range(len(reach)):
+        margin = reach[o] * (1.0 + 1e-9) + 1e-9
+        x0, y0, x1, y1 = np.inf, np.inf, -np.inf, -np.inf
+        for n in range(n_count):
+            x0, x1 = min(x0, obj_centers[o, n, 0]), max(x1, obj_centers[o, n, 0])
+            y0, y1 = min(y0, obj_centers[o, n, 1]), max(y1, obj_centers[o, n, 1])
+        if x0 - margin <= hi_x and x1 + margin >= lo_x and y0 - margin <= hi_y and y1 + margin >= lo_y:
+            near.append(o)
+    out_k, out_o, out_n = np.empty(64, np.int64), np.empty(64, np.int64), np.empty(64, np.int64)
+    found = 0
+    for k in range(k_count):
+        for o in near:
+            for n in range(n_count):
+                if not (present[o, n] and moving[k, n]):
+                    continue
+                dx = obj_centers[o, n, 0] - ego_centers[k, n, 0]
+                dy = obj_centers[o, n, 1] - ego_centers[k, n, 1]
+                if dx * dx + dy * dy > reach[o] * reach[o]:
+                    continue
+                if not _may_touch(
+                    dx, dy, ego_headings[k, n], obj_headings[o, n], half_size[o, 0], half_size[o, 1]
+                ):
+                    continue
+                if found == len(out_k):
+                    out_k, out_o, out_n = grown(out_k), grown(out_o), grown(out_n)
+                out_k[found], out_o[found], out_n[found] = k, o, n
+                found += 1
+    return out_k[:found], out_o[:found], out_n[:found]
+
+
+@njit(cache=True, error_model="numpy")
+def _may_touch(dx: float, dy: float, h1: float, h2: float, a2: float, b2: float) -> bool:
+    """Separating-axis test of the ego box (heading h1) and an object box (heading h2, half length a2 and
+    half width b2 [m]) whose centre is (dx, dy) from the ego's: False only where an axis separates them by
+    more than SAT_MARGIN."""
+    a1, b1 = EGO_HALF_LENGTH, EGO_HALF_WIDTH
+    c1, s1, c2, s2 = np.cos(h1), np.sin(h1), np.cos(h2), np.sin(h2)
+    cc, ss = abs(c1 * c2 + s1 * s2), abs(s2 * c1 - c2 * s1)  # |cos|, |sin| of h2 - h1
+    return (
+        abs(dx * c1 + dy * s1) <= a1 + a2 * cc + b2 * ss + SAT_MARGIN
+        and abs(dy * c1 - dx * s1) <= b1 + a2 * ss + b2 * cc + SAT_MARGIN
+        and abs(dx * c2 + dy * s2) <= a2 + a1 * cc + b1 * ss + SAT_MARGIN
+        and abs(dy * c2 - dx * s2) <= b2 + a1 * ss + b1 * cc + SAT_MARGIN
+    )
 
 
 def _first_count(keys: np.ndarray, order: np.ndarray, at_fault: np.ndarray) -> np.ndarray:
@@ -128,8 +188,11 @@ def no_at_fault_collisions(
     """NC for (K, T) ego states against the observation's objects at the same steps."""
     k_count, t_count = states.shape[:2]
     corners, centers, headings, present = obs.at_step(np.arange(t_count))
-    active = (present & ~obs.collided[:, None])[None]
-    k, o, t = _candidates(ego_centers, states[..., S.HEADING], centers, headings, obs.half_size, active)
+    present = present & ~obs.collided[:, None]
+    moving = np.ones((k_count, t_count), dtype=bool)  # NC: whatever the ego's speed
+    k, o, t = _candidates(
+        ego_centers, states[..., S.HEADING], centers, headings, obs.half_size, present, moving
+    )
     hit = box_intersects(ego_corners[k, t], corners[o, t])
     k, t, o = k[hit], t[hit], o[hit]
     if k.size == 0:
@@ -182,10 +245,9 @@ def time_to_collision(
     o_count, f_count = len(obs.ids), len(future)
     present = present & ~obs.collided[:, None]
     moving = np.repeat(speed >= TTC_STOPPED_SPEED, f_count, axis=1)  # (K, T·F)
-    active = present[None] & moving[:, None]
     ego_headings = np.repeat(heading, f_count, axis=1)
     k, o, n = _candidates(
-        proj_centers.reshape(k_count, -1, 2), ego_headings, centers, headings, obs.half_size, active
+        proj_centers.reshape(k_count, -1, 2), ego_headings, centers, headings, obs.half_size, present, moving
     )
     t, f = np.divmod(n, f_count)  # step and projection
     hit = box_intersects(ego_corners[k, t] + shift[k, t, f][:, None], corners[o, n])  # projected boxes

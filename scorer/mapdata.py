@@ -8,9 +8,10 @@ polygons, intersections and car parks within 100 m of the ego's box centre (obje
 `buffer(100)` disk, as the map API's proximity query). Roadblock-connector polygons are not part of it.
 
 The same geometries are built in few calls: polygons from given rings, lane buffers and the lanes'
-densified baseline paths all at once, proximity tests as one vectorised predicate. Point-in-polygon
-queries keep GEOS's `contains_xy` (its prepared locator is faster per pair than any numpy test) but go
-through one call for all (point, polygon) pairs left by a bounding-box filter.
+densified baseline paths all at once (the points by a compiled loop, `_densified`), proximity tests as one
+vectorised predicate. Point-in-polygon
+queries (thousands per scene) run compiled on an index of the polygons' edges with GEOS's arithmetic
+(`scorer.planar.PolygonIndex`), which asks GEOS itself about the rare points on the edge of deciding.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from functools import cached_property
 
 import numpy as np
 import shapely
+from numba import njit
 from shapely.geometry import Point, Polygon
 
 from driving.geometry import DEFAULT_DENSIFY_M, polyline_headings
 from driving.scene import Lane, Scene
+from scorer.planar import PolygonIndex
 
 ROADBLOCK, LANE, LANE_CONNECTOR, INTERSECTION, CARPARK = range(5)
 DRIVABLE_TYPES = (ROADBLOCK, INTERSECTION, CARPARK)
@@ -127,29 +130,41 @@ def _lane_paths(lanes: list[LaneInfo]) -> None:
         return
     points = np.concatenate([lane.centerline for lane in lanes])
     sizes = np.array([len(lane.centerline) for lane in lanes])
-    first = np.cumsum(sizes) - sizes
+    first = np.zeros(len(lanes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=first[1:])
     inner = np.ones(len(points) - 1, dtype=bool)
-    inner[first[1:] - 1] = False  # the step from one lane's last point to the next lane's first
+    inner[first[1:-1] - 1] = False  # the step from one lane's last point to the next lane's first
     a, b = points[:-1][inner], points[1:][inner]
-    n = np.maximum(1, np.ceil(np.hypot(*(b - a).T) / lanes[0].spacing).astype(int))
-    seg = np.repeat(np.arange(len(a)), n)
-    k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + 1
-    frac = (k / n[seg])[:, None]
-    filled = a[seg] + frac * (b[seg] - a[seg])
-    per_lane = np.add.reduceat(n, first - np.arange(len(lanes)))  # points added to each lane
-    ends = np.cumsum(per_lane + 1)  # each lane: its first point, then the filled ones
-    starts = ends - per_lane - 1
-    dense = np.empty((ends[-1], 2))
-    is_first = np.zeros(len(dense), dtype=bool)
-    is_first[starts] = True
-    dense[is_first], dense[~is_first] = points[first], filled
+    n = np.maximum(1, np.ceil(np.hypot(*(b - a).T) / lanes[0].spacing).astype(np.int64))
+    dense, ends = _densified(points, first, n)
     d = np.diff(dense, axis=0)
     heading = np.empty(len(dense))
     heading[:-1] = np.arctan2(d[:, 1], d[:, 0])
     heading[ends - 1] = heading[ends - 2]  # the last point repeats the last segment's heading
     paths = np.column_stack([dense, heading])
-    for lane, start, end in zip(lanes, starts, ends):
+    for lane, start, end in zip(lanes, np.concatenate([[0], ends[:-1]]), ends):
         lane.__dict__["path"] = paths[start:end]
+
+
+@njit(cache=True, error_model="numpy")
+def _densified(points: np.ndarray, first: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lanes' points (lane l: points[first[l]:first[l + 1]]) with n[s] points on each of their segments s
+    (in order), the last at the segment's end: `densify`'s points, and where each lane's end (L,)."""
+    dense = np.empty((len(first) - 1 + n.sum(), 2))
+    ends = np.empty(len(first) - 1, dtype=np.int64)
+    w = s = 0
+    for lane in range(len(first) - 1):
+        dense[w, 0], dense[w, 1] = points[first[lane], 0], points[first[lane], 1]
+        w += 1
+        for i in range(first[lane], first[lane + 1] - 1):
+            ax, ay, bx, by = points[i, 0], points[i, 1], points[i + 1, 0], points[i + 1, 1]
+            for k in range(1, n[s] + 1):
+                frac = k / n[s]
+                dense[w, 0], dense[w, 1] = ax + frac * (bx - ax), ay + frac * (by - ay)
+                w += 1
+            s += 1
+        ends[lane] = w
+    return dense, ends
 
 
 def build_map(scene: Scene) -> MapModel:
@@ -206,33 +221,27 @@ class DrivableMap:
     tokens: list[str]
     types: np.ndarray  # (P,) map type per polygon
     polygons: np.ndarray  # (P,) shapely polygons, prepared
-    bounds: np.ndarray  # (P, 4)
     _layers: dict = field(default_factory=dict)  # route lane ids -> Layers
+    _index: PolygonIndex | None = None
 
     def inside_pairs(self, points: np.ndarray, tested: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 2) points, point n of kind n % G, and (P, G) bool: which polygons each kind is tested against ->
-        the (polygon, point) pairs with the point strictly inside the polygon (shapely `contains_xy`): a
-        bounding-box filter, then one GEOS call for every pair left."""
-        x, y, b = points[:, 0], points[:, 1], self.bounds
-        near = (x >= b[:, 0:1]) & (x <= b[:, 2:3])  # (P, N)
-        near &= y >= b[:, 1:2]
-        near &= y <= b[:, 3:4]
-        near &= np.tile(tested, len(points) // tested.shape[1])
-        poly, point = np.nonzero(near)
-        inside = (
-            shapely.contains_xy(self.polygons[poly], x[point], y[point]) if len(poly) else poly.astype(bool)
-        )
-        return poly[inside], point[inside]
+        the (polygon, point) pairs with the point strictly inside the polygon (shapely `contains_xy`), in no
+        particular order (`scorer.planar.PolygonIndex`, built on first use)."""
+        if self._index is None:
+            self._index = PolygonIndex(self.polygons)
+        return self._index.inside_pairs(points, tested)
 
     def layers(self, route_lane_ids: list[str]) -> Layers:
         """Which polygons are lanes, drivable areas, on-route lanes and intersections (kept per route)."""
         key = tuple(route_lane_ids)
         if key not in self._layers:
-            lanes = np.isin(self.types, LANE_TYPES)
-            on_route = lanes & np.isin(np.array(self.tokens, dtype=object), route_lane_ids)
+            lanes = np.array([kind in LANE_TYPES for kind in self.types.tolist()], dtype=bool)
+            route = set(route_lane_ids)
+            on_route = lanes & np.array([token in route for token in self.tokens], dtype=bool)
             self._layers[key] = Layers(
                 lanes,
-                np.isin(self.types, DRIVABLE_TYPES),
+                np.array([kind in DRIVABLE_TYPES for kind in self.types.tolist()], dtype=bool),
                 on_route,
                 self.types == INTERSECTION,
                 np.flatnonzero(lanes),
@@ -274,5 +283,4 @@ def build_drivable_map(model: MapModel, center: np.ndarray, radius: float) -> Dr
                 add(area_id, kind, poly)
     geoms = np.array(polys, dtype=object)
     shapely.prepare(geoms)
-    bounds = shapely.bounds(geoms) if len(geoms) else np.zeros((0, 4))
-    return DrivableMap(tokens, np.array(types, dtype=int), geoms, bounds)
+    return DrivableMap(tokens, np.array(types, dtype=int), geoms)

@@ -214,29 +214,19 @@ def forecast_observation(
     scene: Scene, ego_center: np.ndarray, ego_box: np.ndarray, red: tuple[list[str], list[Polygon]]
 ) -> Observation:
     """PDM-Closed's constant-velocity forecast of the objects at t = 0 (frames every 0.2 s, 5 s)."""
-    visible = [
-        a
-        for a in scene.agents
-        if a.state_at_frame(0) is not None
-        and np.hypot(*(np.array(a.state_at_frame(0)[:2]) - ego_center)) <= MAP_RADIUS
-    ]
+    seen = [a for a in scene.agents if a.state_at_frame(0) is not None]
+    xy = np.array([a.state_at_frame(0)[:2] for a in seen], dtype=np.float64).reshape(-1, 2) - ego_center
+    visible = [a for a, near in zip(seen, np.hypot(xy[:, 0], xy[:, 1]) <= MAP_RADIUS) if near]
     agents = _nearest_first(visible, ego_center)
     samples = np.arange(0, PLANNER_HORIZON_POSES + 2, 2)
-    ids, is_agent, states, heading0, speed0 = [], [], [], [], []
-    for agent in agents:
-        x, y, h, vx, vy = agent.state_at_frame(0)
-        dynamic = agent.type in AGENT_TYPES
-        speed = float(np.hypot(vx, vy)) if dynamic else 0.0
-        forward = abs(normalize_angle(h - np.arctan2(vy, vx))) < np.pi / 2
-        track_h = h if forward else normalize_angle(h + np.pi)
-        dxy = np.array([np.cos(track_h) * speed, np.sin(track_h) * speed]) if dynamic else np.zeros(2)
-        ids.append(agent.id)
-        is_agent.append(dynamic)
-        heading0.append(h)
-        speed0.append(speed)
-        states.append((np.array([x, y]), dxy, h))
+    x, y, h, vx, vy = np.array([a.state_at_frame(0) for a in agents], dtype=np.float64).reshape(-1, 5).T
+    dynamic = np.array([a.type in AGENT_TYPES for a in agents], dtype=bool)
+    speed = np.where(dynamic, np.hypot(vx, vy), 0.0)
+    forward = np.abs(normalize_angle(h - np.arctan2(vy, vx))) < np.pi / 2
+    track_h = np.where(forward, h, normalize_angle(h + np.pi))  # reversed when driving backwards
+    dxy = np.where(dynamic[:, None], np.stack([np.cos(track_h) * speed, np.sin(track_h) * speed], 1), 0.0)
     sizes = np.array([[a.length, a.width] for a in agents]).reshape(-1, 2)
-    obs = _forecast_boxes(ids, is_agent, states, heading0, speed0, sizes, samples)
+    obs = _forecast_boxes([a.id for a in agents], dynamic, np.stack([x, y], 1), dxy, h, speed, sizes, samples)
     obs.collided = obs.present[:, 0] & intersects(
         obs.corners[:, 0], np.broadcast_to(ego_box, obs.corners[:, 0].shape)
     )
@@ -246,32 +236,35 @@ def forecast_observation(
     return obs
 
 
-def _forecast_boxes(ids, is_agent, states, heading0, speed0, sizes, samples) -> Observation:  # noqa: ANN001
-    """Boxes at t = 0, translated by (sample × 0.1 s) × velocity, one frame per sample."""
+def _forecast_boxes(
+    ids: list[str],
+    is_agent: np.ndarray,
+    pos0: np.ndarray,
+    dxy: np.ndarray,
+    heading: np.ndarray,
+    speed: np.ndarray,
+    sizes: np.ndarray,
+    samples: np.ndarray,
+) -> Observation:
+    """Boxes at t = 0 (positions (O, 2), headings (O,)), translated by (sample × 0.1 s) × velocity dxy (O, 2),
+    one frame per sample."""
     n = len(ids)
     delta = samples * DT
-    if n:
-        pos0 = np.array([s[0] for s in states])
-        dxy = np.array([s[1] for s in states])
-        heading = np.array([s[2] for s in states])
-        corners0 = box_corners(pos0[:, 0], pos0[:, 1], heading, sizes[:, 0] / 2.0, sizes[:, 1] / 2.0)
-        corners = corners0[:, None] + delta[None, :, None, None] * dxy[:, None, None, :]
-        centers = pos0[:, None] + delta[None, :, None] * dxy[:, None, :]
-    else:
-        corners, centers = np.zeros((0, len(samples), 4, 2)), np.zeros((0, len(samples), 2))
-        heading = np.zeros(0)
+    corners0 = box_corners(pos0[:, 0], pos0[:, 1], heading, sizes[:, 0] / 2.0, sizes[:, 1] / 2.0)
+    corners = corners0[:, None] + delta[None, :, None, None] * dxy[:, None, None, :]
+    centers = pos0[:, None] + delta[None, :, None] * dxy[:, None, :]
     steps = np.arange(PLANNER_HORIZON_POSES + 2)
     return Observation(
         ids=list(ids),
-        is_agent=np.array(is_agent, dtype=bool),
+        is_agent=is_agent,
         corners=corners,
         centers=centers,
         headings=np.repeat(heading[:, None], len(samples), axis=1),
-        half_size=sizes.reshape(-1, 2) / 2.0,
+        half_size=sizes / 2.0,
         present=np.ones((n, len(samples)), dtype=bool),
         frame_of_step=steps // 2,
-        heading0=np.array(heading0, dtype=np.float64),
-        speed0=np.array(speed0, dtype=np.float64),
+        heading0=heading.copy(),
+        speed0=speed,
         collided=np.zeros(n, dtype=bool),
         red_ids=[],
         red_polygons=np.array([], dtype=object),

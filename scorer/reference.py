@@ -6,16 +6,20 @@ up in the path's corridor (path ahead, buffered by half the ego width) among PDM
 objects and red on-route connectors, and IDM accelerates towards the target speed or brakes behind it.
 
 What does not depend on the unrolled states (which objects are in which corridor at which step, and
-where along the path) is computed for all steps before the loop; the loop itself handles all 15
-proposals at once. NAVSIM quirks kept on purpose: the first step always sees a zero leading state (full
+where along the path) is computed for all steps before the loop, with shapely: the corridors' candidate
+objects are tested against all three corridors with one GEOS call, and their arc lengths come from
+`Path.project`. NAVSIM quirks kept on purpose: the first step always sees a zero leading state (full
 braking); the leading-agent record is one array reused by the five proposals of a path in turn, so a
 proposal inherits the velocity or rear length its predecessor set when it does not set them itself.
 Among objects at equal distance the first in observation order wins (NAVSIM: STRtree order); equal
 distances practically only occur at contact, where IDM brakes fully either way.
 
-The corridors' candidate objects are tested against all three corridors with one GEOS call, and their
-arc lengths come from `Path.project`; in the loop, scalar constants are 0-d arrays (half the cost of
-Python floats in a numpy operation) and the paths' segment slopes are precomputed.
+The 40-step unroll itself is compiled (numba, `_unroll`): each step depends on the last, and every
+second one measures ego-to-object distances from the poses just reached, so numpy could only vectorise
+over the 15 proposals (~100 calls and a GEOS round trip per step). The distances are GEOS's own
+arithmetic (`scorer.planar`), the interpolation is scipy's formula with the paths' segment slopes
+precomputed; sin, cos, atan2 and pow come from the C library, where numpy may use its SIMD versions, so
+a pose can differ from the numpy loop's in the last bit.
 """
 
 from __future__ import annotations
@@ -24,11 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
+from numba import njit
 
-from scorer.boxes import ego_coords, polygons
+from scorer.boxes import polygons
 from scorer.constants import (
     DT,
+    EGO_HALF_LENGTH,
+    EGO_HALF_WIDTH,
     EGO_LENGTH,
+    EGO_REAR_AXLE_TO_CENTER,
     EGO_WIDTH,
     FALLBACK_TARGET_VELOCITY,
     IDM_ACCEL_MAX,
@@ -41,12 +49,14 @@ from scorer.constants import (
     PLANNER_HORIZON_POSES,
     SPEED_LIMIT_FRACTIONS,
 )
-from scorer.interp import normalize_angle
 from scorer.observation import Observation
 from scorer.paths import Path
+from scorer.planar import polygon_distance, rings
 
 N_POLICIES = len(SPEED_LIMIT_FRACTIONS)
-IDM_COMFORT = 2 * np.sqrt(IDM_ACCEL_MAX * IDM_DECEL_MAX)
+IDM_COMFORT = float(2 * np.sqrt(IDM_ACCEL_MAX * IDM_DECEL_MAX))
+# compiled, a float exponent is pow(), as numpy's power; an integer one would be repeated products
+IDM_EXPONENT_F = float(IDM_EXPONENT)
 
 
 def proposal_paths(centerline: Path) -> list[Path]:
@@ -59,10 +69,14 @@ class _Leaders:
     padded to a common width n: objects in observation order, then red lights."""
 
     progress: np.ndarray  # (F, 15, n) object centre's arc length on the proposal's path [m], -inf: none
-    polygons: np.ndarray  # (F, 15, n) shapely polygons (None where there is no candidate)
+    geometry: np.ndarray  # (F, 15, n) index of its polygon in `coords` (-1 where there is no candidate)
     # (F, 15, n, 4): heading [rad], speed [m/s], is agent (agents get a projected velocity, static objects
-    # 0), is red light (red lights leave the record's velocity as it was): one gather reads all four
+    # 0), is red light (red lights leave the record's velocity as it was)
     attributes: np.ndarray
+    # the polygons as `scorer.planar` reads them: coords (C, 2), ring_start (R + 1,), polygon_start (G + 1,)
+    coords: np.ndarray
+    ring_start: np.ndarray
+    polygon_start: np.ndarray
 
 
 def _corridor(path: Path, start: float, reach: float) -> shapely.Geometry:
@@ -107,12 +121,11 @@ def _leaders(
     ]
     width = max(1, int((counts.reshape(n_paths, n_frames) + np.array([len(r) for r in reds])[:, None]).max()))
     shape = (n_frames, n_paths, width)
-    table = _Leaders(np.full(shape, -np.inf), np.full(shape, None, dtype=object), np.zeros(shape + (4,)))
+    progress_table, geometry = np.full(shape, -np.inf), np.full(shape, -1, dtype=np.int64)
+    attributes = np.zeros(shape + (4,))
     where = (frame, path_of, slot)
-    table.progress[where], table.polygons[where] = progress, polys[cand]
-    table.attributes[where + (slice(0, 3),)] = np.stack(
-        [obs.heading0[obj], obs.speed0[obj], obs.is_agent[obj]], 1
-    )
+    progress_table[where], geometry[where] = progress, cand  # candidate c is polygon c
+    attributes[where + (slice(0, 3),)] = np.stack([obs.heading0[obj], obs.speed0[obj], obs.is_agent[obj]], 1)
     every = np.arange(n_frames)
     for p, (path, red) in enumerate(zip(paths, reds)):  # after the objects of each frame
         if red:
@@ -120,127 +133,40 @@ def _leaders(
             red_progress = path.project(shapely.get_coordinates(shapely.centroid(red_polys)))
             for r in range(len(red)):
                 slot_r = counts[p * n_frames : (p + 1) * n_frames] + r
-                table.progress[every, p, slot_r] = red_progress[r]
-                table.polygons[every, p, slot_r] = red_polys[r]
-                table.attributes[every, p, slot_r, 3] = 1.0
-    for name in ("progress", "polygons", "attributes"):
-        setattr(table, name, np.repeat(getattr(table, name), N_POLICIES, axis=1))  # one row per proposal
-    return table
-
-
-def _forward_fill(values: np.ndarray, is_set: np.ndarray) -> np.ndarray:
-    """(P·5,) values written only where `is_set`, read by the five proposals of a path in turn: each
-    proposal sees the latest value written by itself or a predecessor of its path (0 before any write)."""
-    idx = np.where(is_set, _SLOT[: len(is_set)], -1).reshape(-1, N_POLICIES)
-    last = np.maximum.accumulate(idx, axis=1).ravel()
-    return np.where(last >= 0, values[_BASE[: len(values)] + np.maximum(last, 0)], 0.0)
-
-
-_SLOT = np.tile(np.arange(N_POLICIES), 3)  # proposal's position within its path
-_BASE = np.repeat(np.arange(3) * N_POLICIES, N_POLICIES)  # index of its path's first proposal
-_HALF_EGO_LENGTH = np.array(EGO_LENGTH / 2)
-
-
-@dataclass(eq=False)
-class _Record:
-    """The leading record each proposal's IDM reads (15,) each: progress [m], velocity [m/s], rear length [m]."""
-
-    progress: np.ndarray
-    velocity: np.ndarray
-    rear: np.ndarray
-
-
-def _free_record(path_end: np.ndarray) -> _Record:
-    """The leading record when nothing is ahead of any proposal: the path's end, no velocity written."""
-    return _Record(path_end, np.zeros(len(path_end)), np.full(len(path_end), EGO_LENGTH / 2))
-
-
-def _lead_update(
-    lead: _Leaders, f: int, path_end: np.ndarray, ego_progress: np.ndarray, ego_poses: np.ndarray
-) -> _Record:
-    """The leading record of all proposals at update step f; `path_end` (15,) [m]."""
-    ahead = lead.progress[f] > ego_progress[:, None]  # (15, n)
-    rows, cols = np.nonzero(ahead)
-    if rows.size == 0:
-        return _free_record(path_end)
-    ego = polygons(ego_coords(ego_poses)[:, :4])
-    dist = np.full(ahead.shape, np.inf)
-    dist[rows, cols] = shapely.distance(ego[rows], lead.polygons[f][rows, cols])
-    nearest = np.argmin(dist, axis=1)
-    flat = _ROWS[: len(dist)] * dist.shape[1] + nearest  # the nearest object of each proposal
-    gap = dist.ravel()[flat]
-    has_lead = gap < np.inf
-    heading, speed, is_agent, is_red = lead.attributes[f].reshape(-1, 4)[flat].T
-    velocity = np.where(is_agent > 0.0, np.cos(normalize_angle(heading - ego_poses[:, 2])) * speed, 0.0)
-    no_lead_yet = np.logical_or.accumulate(~has_lead.reshape(-1, N_POLICIES), axis=1).ravel()  # in its path
-    return _Record(
-        np.where(has_lead, ego_progress + gap, path_end),  # gap is inf where there is no leader
-        _forward_fill(velocity, has_lead & (is_red == 0.0)),
-        np.where(no_lead_yet, _HALF_EGO_LENGTH, 0.0),
+                progress_table[every, p, slot_r] = red_progress[r]
+                geometry[every, p, slot_r] = len(polys) + red[r]  # red light r follows the candidates
+                attributes[every, p, slot_r, 3] = 1.0
+    # the polygons' rings: the candidates' boxes (closed on their first corner, as GEOS's), then red lights
+    boxes = corners[o_idx, f_idx]
+    box_coords = np.concatenate([boxes, boxes[:, :1]], axis=1).reshape(-1, 2)
+    red_coords, red_ring_start, red_polygon_start = rings(obs.red_polygons)
+    coords = np.concatenate([box_coords, red_coords])
+    ring_start = np.concatenate([np.arange(len(boxes)) * 5, red_ring_start + len(box_coords)])
+    polygon_start = np.concatenate([np.arange(len(boxes)), red_polygon_start + len(boxes)])
+    return _Leaders(
+        *(np.repeat(table, N_POLICIES, axis=1) for table in (progress_table, geometry, attributes)),
+        coords,
+        ring_start,
+        polygon_start,
     )
 
 
-_ROWS = np.arange(3 * N_POLICIES)
-# IDM constants as 0-d arrays: numpy combines them with an array at the cost of an array, half that of a
-# Python float
-_MIN_GAP, _HEADWAY, _COMFORT = np.array(IDM_MIN_GAP), np.array(IDM_HEADWAY), np.array(IDM_COMFORT)
-_ACCEL_MAX, _DECEL_MAX, _ONE, _DT = (
-    np.array(IDM_ACCEL_MAX),
-    np.array(-IDM_DECEL_MAX),
-    np.array(1.0),
-    np.array(DT),
-)
-
-
-def _idm_step(progress: np.ndarray, velocity: np.ndarray, lead: _Record, target: np.ndarray) -> tuple:
-    """One explicit Euler step of the IDM (NAVSIM's BatchIDMPolicy.propagate)."""
-    s_star = _MIN_GAP + velocity * _HEADWAY + (velocity * (velocity - lead.velocity)) / _COMFORT
-    s_alpha = np.maximum(lead.progress - progress - lead.rear, _MIN_GAP)
-    ratio = s_star / s_alpha
-    accel = _ACCEL_MAX * (_ONE - (velocity / target) ** IDM_EXPONENT - ratio * ratio)
-    accel = np.minimum(np.maximum(accel, _DECEL_MAX), _ACCEL_MAX)
-    return progress + _DT * velocity, velocity + _DT * accel
-
-
 class _PathSet:
-    """The three proposal paths, interpolated together (NAVSIM's PDMPath.interpolate per path, scipy's
+    """The three proposal paths, stacked: proposal j reads path j // 5, whose points are
+    `progress`/`states`/`slope`[start[p]:start[p + 1]] (NAVSIM's PDMPath.interpolate per path, scipy's
     formula: the slope of each segment is computed once)."""
 
     def __init__(self, paths: list[Path]) -> None:
-        self.paths = paths
         self.lengths = np.array([path.length for path in paths])
-        self.path_of = np.repeat(np.arange(len(paths)), N_POLICIES)
         self.progress = np.concatenate([path.progress for path in paths])
         self.states = np.concatenate([path.states for path in paths])
-        sizes = np.array([len(path.progress) for path in paths])
-        self.row_end = self.lengths[self.path_of]  # (15,) per proposal
-        self.row_last = (sizes - 1)[self.path_of]
-        self.row_offset = (np.cumsum(sizes) - sizes)[self.path_of]
+        self.start = np.zeros(len(paths) + 1, dtype=np.int64)
+        np.cumsum([len(path.progress) for path in paths], out=self.start[1:])
         with np.errstate(invalid="ignore", divide="ignore"):  # slope[i]: segment i-1 -> i of its path
             self.slope = np.zeros_like(self.states)
             self.slope[1:] = (self.states[1:] - self.states[:-1]) / (self.progress[1:] - self.progress[:-1])[
                 :, None
             ]
-        self.rows = _path_rows(len(paths))
-
-    def interpolate(self, distances: np.ndarray) -> np.ndarray:
-        """(15, ...) arc lengths, path-major -> (15, ..., 3) poses."""
-        extra = (1,) * (distances.ndim - 1)
-        d = np.minimum(np.maximum(distances, 1e-5), self.row_end.reshape(-1, *extra))
-        hi = np.concatenate(
-            [np.searchsorted(path.progress, d[r], side="left") for path, r in zip(self.paths, self.rows)]
-        )
-        hi = np.minimum(np.maximum(hi, 1), self.row_last.reshape(-1, *extra)) + self.row_offset.reshape(
-            -1, *extra
-        )
-        lo = hi - 1
-        out = self.slope[hi] * (d - self.progress[lo])[..., None] + self.states[lo]
-        out[..., 2] = normalize_angle(out[..., 2])
-        return out
-
-
-def _path_rows(num_paths: int) -> list[slice]:
-    return [slice(p * N_POLICIES, (p + 1) * N_POLICIES) for p in range(num_paths)]
 
 
 def generate_proposals(
@@ -254,22 +180,179 @@ def generate_proposals(
     reach = start + abs(target.max()) * PLANNER_HORIZON_POSES * DT
     corridors = [_corridor(path, s, r) for path, s, r in zip(paths, start, reach)]
     steps = NUM_POSES + 1
-    lead_table = _leaders(obs, paths, corridors, obs.frame_of_step[np.arange(2, steps, 2)])
-    progress = np.zeros((steps, len(target)))  # step-major: each step's row is contiguous
-    progress[0] = np.repeat(start, N_POLICIES)
-    v = np.full(len(target), float(speed))
-    any_leader = (lead_table.progress > -np.inf).any(axis=(1, 2)).tolist()  # per update step
-    path_end = path_set.lengths[path_set.path_of]
-    poses_prev = None
-    lead = _Record(np.zeros(len(target)), np.zeros(len(target)), np.zeros(len(target)))
+    lead = _leaders(obs, paths, corridors, obs.frame_of_step[np.arange(2, steps, 2)])
+    poses = np.empty((len(target), steps, 3))
+    _unroll(
+        np.repeat(start, N_POLICIES),
+        float(speed),
+        target,
+        path_set.progress,
+        path_set.states,
+        path_set.slope,
+        path_set.start,
+        path_set.lengths,
+        lead.progress,
+        lead.geometry,
+        lead.attributes,
+        lead.coords,
+        lead.ring_start,
+        lead.polygon_start,
+        poses,
+    )
+    return poses
+
+
+# the ego's box corners (FL, RL, RR, FR) along and across its heading [m], as `boxes.ego_coords`
+_EGO_LON = (EGO_HALF_LENGTH, -EGO_HALF_LENGTH, -EGO_HALF_LENGTH, EGO_HALF_LENGTH)
+_EGO_LAT = (EGO_HALF_WIDTH, EGO_HALF_WIDTH, -EGO_HALF_WIDTH, -EGO_HALF_WIDTH)
+_HALF_PI = np.pi / 2.0
+_EGO_RING_START = np.array([0, 5], dtype=np.int64)
+
+
+@njit(cache=True, error_model="numpy")
+def _interpolate(
+    distance: float,
+    lo: int,
+    hi: int,
+    length: float,
+    progress: np.ndarray,
+    states: np.ndarray,
+    slope: np.ndarray,
+) -> tuple[float, float, float]:
+    """The pose at arc length `distance` [m] on the path stored at [lo, hi) (`_PathSet`): clipped to
+    [1e-5 m, length], scipy's interp1d (left neighbour from searchsorted "left"), heading wrapped."""
+    d = min(max(distance, 1e-5), length)
+    first, last = lo, hi  # searchsorted(side="left"): the first point at or beyond d
+    while first < last:
+        mid = (first + last) // 2
+        if progress[mid] < d:
+            first = mid + 1
+        else:
+            last = mid
+    i = min(max(first, lo + 1), hi - 1)
+    x = slope[i, 0] * (d - progress[i - 1]) + states[i - 1, 0]
+    y = slope[i, 1] * (d - progress[i - 1]) + states[i - 1, 1]
+    h = slope[i, 2] * (d - progress[i - 1]) + states[i - 1, 2]
+    return x, y, np.arctan2(np.sin(h), np.cos(h))
+
+
+@njit(cache=True, error_model="numpy")
+def _ego_ring(x: float, y: float, h: float, out: np.ndarray) -> None:
+    """The ego box at rear-axle pose (x, y, h) as a closed ring (5, 2): `boxes.ego_coords`' arithmetic."""
+    cos, sin = np.cos(h), np.sin(h)
+    cos_lat, sin_lat = np.cos(h + _HALF_PI), np.sin(h + _HALF_PI)
+    cx, cy = x + EGO_REAR_AXLE_TO_CENTER * cos, y + EGO_REAR_AXLE_TO_CENTER * sin
+    for i in range(4):
+        out[i, 0] = cx + (_EGO_LAT[i] * cos_lat + _EGO_LON[i] * cos)
+        out[i, 1] = cy + (_EGO_LAT[i] * sin_lat + _EGO_LON[i] * sin)
+    out[4, 0], out[4, 1] = out[0, 0], out[0, 1]
+
+
+@njit(cache=True, error_model="numpy")
+def _lead_update(
+    f: int,
+    progress: np.ndarray,
+    poses: np.ndarray,
+    path_end: np.ndarray,
+    lead_progress: np.ndarray,
+    lead_geometry: np.ndarray,
+    lead_attributes: np.ndarray,
+    coords: np.ndarray,
+    ring_start: np.ndarray,
+    polygon_start: np.ndarray,
+    record: np.ndarray,
+) -> None:
+    """The leading record (15, 3) [progress m, velocity m/s, rear length m] of every proposal at update
+    step f, from its progress (15,) and pose (15, 3): the nearest candidate ahead (first on ties), its
+    velocity along the ego's heading; the record's velocity and rear length carry over from the previous
+    proposal of the same path when a proposal does not set them (NAVSIM's shared record)."""
+    ego = np.empty((5, 2))
+    for j in range(len(progress)):
+        if j % N_POLICIES == 0:  # a new path: a fresh record
+            velocity, rear = 0.0, 0.0
+        best, nearest = np.inf, -1
+        for s in range(lead_progress.shape[2]):
+            if lead_progress[f, j, s] > progress[j]:
+                if nearest < 0:  # the first candidate ahead: the ego's box is needed
+                    _ego_ring(poses[j, 0], poses[j, 1], poses[j, 2], ego)
+                g = lead_geometry[f, j, s]
+                d = polygon_distance(
+                    ego, _EGO_RING_START, 0, 1, coords, ring_start, polygon_start[g], polygon_start[g + 1]
+                )
+                if d < best:
+                    best, nearest = d, s
+        if nearest >= 0:
+            record[j, 0] = progress[j] + best
+            heading, speed = lead_attributes[f, j, nearest, 0], lead_attributes[f, j, nearest, 1]
+            if lead_attributes[f, j, nearest, 3] == 0.0:  # not a red light
+                relative = heading - poses[j, 2]
+                along = np.cos(np.arctan2(np.sin(relative), np.cos(relative))) * speed
+                velocity = along if lead_attributes[f, j, nearest, 2] > 0.0 else 0.0  # agents move
+        else:
+            record[j, 0] = path_end[j // N_POLICIES]
+            rear = EGO_LENGTH / 2
+        record[j, 1], record[j, 2] = velocity, rear
+
+
+@njit(cache=True, error_model="numpy")
+def _unroll(
+    start: np.ndarray,
+    speed: float,
+    target: np.ndarray,
+    path_progress: np.ndarray,
+    path_states: np.ndarray,
+    path_slope: np.ndarray,
+    path_start: np.ndarray,
+    path_end: np.ndarray,
+    lead_progress: np.ndarray,
+    lead_geometry: np.ndarray,
+    lead_attributes: np.ndarray,
+    coords: np.ndarray,
+    ring_start: np.ndarray,
+    polygon_start: np.ndarray,
+    poses: np.ndarray,
+) -> None:
+    """IDM unrolled along each proposal's path from `start` (15,) [m] at `speed` [m/s] towards `target`
+    (15,) [m/s] (NAVSIM's BatchIDMPolicy.propagate, explicit Euler), the leading record updated every second
+    step; writes the poses at every step into `poses` (15, T, 3)."""
+    n, steps = len(target), poses.shape[1]
+    progress, velocity = start.copy(), np.full(n, speed)
+    record = np.zeros((n, 3))  # the first step sees a zero leading state
+    for j in range(n):
+        p = j // N_POLICIES
+        poses[j, 0, 0], poses[j, 0, 1], poses[j, 0, 2] = _interpolate(
+            progress[j], path_start[p], path_start[p + 1], path_end[p], path_progress, path_states, path_slope
+        )
     for t in range(1, steps):
         if t % 2 == 0:
-            f = t // 2 - 1
-            if any_leader[f]:
-                lead = _lead_update(lead_table, f, path_end, progress[t - 1], poses_prev)
-            else:
-                lead = _free_record(path_end)
-        progress[t], v = _idm_step(progress[t - 1], v, lead, target)
-        if t % 2 == 1 and any_leader[(t + 1) // 2 - 1]:  # poses only where an update will need them
-            poses_prev = path_set.interpolate(progress[t])
-    return path_set.interpolate(progress.T)
+            _lead_update(
+                t // 2 - 1,
+                progress,
+                poses[:, t - 1],
+                path_end,
+                lead_progress,
+                lead_geometry,
+                lead_attributes,
+                coords,
+                ring_start,
+                polygon_start,
+                record,
+            )
+        for j in range(n):
+            v, lead_v = velocity[j], record[j, 1]
+            s_star = IDM_MIN_GAP + v * IDM_HEADWAY + (v * (v - lead_v)) / IDM_COMFORT
+            s_alpha = max(record[j, 0] - progress[j] - record[j, 2], IDM_MIN_GAP)
+            ratio = s_star / s_alpha
+            accel = IDM_ACCEL_MAX * (1.0 - (v / target[j]) ** IDM_EXPONENT_F - ratio * ratio)
+            accel = min(max(accel, -IDM_DECEL_MAX), IDM_ACCEL_MAX)
+            progress[j], velocity[j] = progress[j] + DT * v, v + DT * accel
+            p = j // N_POLICIES
+            poses[j, t, 0], poses[j, t, 1], poses[j, t, 2] = _interpolate(
+                progress[j],
+                path_start[p],
+                path_start[p + 1],
+                path_end[p],
+                path_progress,
+                path_states,
+                path_slope,
+            )

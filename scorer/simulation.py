@@ -6,21 +6,24 @@ loop order, same stopping controller and first-order actuator lags as NAVSIM's `
 Rewrites for speed, equal to NAVSIM up to float rounding:
 
 * The velocity fit's normal matrix `AᵀA + λRᵀR` does not depend on the headings (cos² + sin² = 1), so its
-  pseudo-inverse is computed once per process. The curvature fit solves its positive definite normal
-  equations with `solve` where NAVSIM uses `pinv`.
+  pseudo-inverse is computed once per process. The curvature fit's normal equations are written out from
+  the fit matrix's structure (sums over the rows below each column) and solved by Cholesky (they are
+  positive definite) where NAVSIM uses `pinv`.
 * The lateral LQR propagates the 10-step linear time-varying system in closed form: the step matrices
   are unipotent upper triangular, so the 10-fold products are sums over the horizon, which with the
   horizon's velocity profile v_k = v0 + k·a·dt become quadratics in (v0, a·dt) whose coefficients
-  (including the curvature terms) are computed for all steps before the loop.
+  (including the curvature terms) are weighted sums of the curvature over the horizon.
 * The heading is wrapped to [-π, π) once after the loop instead of after every step (sin, cos and
   tan are periodic; NAVSIM's per-step wrap only adds rounding noise).
-* Each row of a batch is computed independently of the others (matrix products row by row — one stacked
-  `matmul`, which calls BLAS gemv per row — never one BLAS call across the batch, whose rounding depends
-  on the batch size), so a trajectory simulates to the same bits alone or in a group.
+* Each row of a batch is computed on its own, so a trajectory simulates to the same bits alone or in a
+  group.
 
-The step loop runs on K-vectors, where numpy's cost per call dominates: scalar constants are 0-d arrays
-(half the cost of Python floats in an operation) and the lateral error's two terms share one call; each
-value is still NAVSIM's expression, evaluated in NAVSIM's order.
+All of it is compiled (numba, `_simulate`): the tracker is sequential in time, so numpy could only
+vectorise it over the K rows, and on K ≈ 16 its ~40 calls per step cost ~50× the arithmetic; the fits are
+40 × 40 systems per row. Each value of the step loop is still NAVSIM's expression in NAVSIM's order (numba
+does not fuse multiply-adds without fastmath). sin, cos, tan and atan2 come from the C library there,
+where numpy may use its own SIMD versions, and the fits' sums run in another order than BLAS/LAPACK's:
+the states differ from the former numpy code's by ~1e-15 relative.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from numba import njit
 
 from scorer.constants import (
     ACCEL_TIME_CONSTANT,
@@ -64,6 +68,11 @@ _KVV = np.stack([H - 1 - _K, _AFTER + _K * (H - 1 - _K), _K * _AFTER])
 LON_GAIN = (-1.0 / ((H * DT) * Q_LON * (H * DT) + R_LON)) * (H * DT) * Q_LON  # accel per m/s of error
 ACCEL_LAG = DT / (DT + ACCEL_TIME_CONSTANT)
 STEERING_LAG = DT / (DT + STEERING_TIME_CONSTANT)
+# the lateral system's horizon sums as polynomials in (v0, δ = a·dt); tuples of floats, constants in `_track`
+A01 = (DT * H, DT * float(_K.sum()))  # a01 = Σ v_k·dt: coefficients of v0, δ
+B1 = (DT**2 / WHEEL_BASE * float(_K.sum()), DT**2 / WHEEL_BASE * float((_K * _K).sum()))
+A02 = tuple(float(c) for c in DT**2 / WHEEL_BASE * _VV)  # coefficients of v0², v0δ, δ²
+B0 = tuple(float(c) for c in DT**3 / WHEEL_BASE * _IVV)
 
 
 @lru_cache(maxsize=4)
@@ -81,145 +90,178 @@ def _velocity_fit_operator(num_displacements: int) -> np.ndarray:
     return np.linalg.pinv(c.T @ c + JERK_PENALTY * (r.T @ r)) @ c.T
 
 
-def _wrap(angle: np.ndarray) -> np.ndarray:
+# per-step weights of the curvature over the horizon: Σ κ_k, Σ k·κ_k, and the three of `_KVV`
+HORIZON_WEIGHTS = np.vstack([np.ones(H), _K, _KVV])  # (5, H)
+
+
+@njit(cache=True, error_model="numpy")
+def _wrap(angle: float) -> float:
     return np.arctan2(np.sin(angle), np.cos(angle))
 
 
-def _integrate(initial: np.ndarray, derivatives: np.ndarray) -> np.ndarray:
-    """(K,), (K, M) -> (K, M+1): initial value plus the running sum of derivative × DT."""
-    out = np.zeros((derivatives.shape[0], derivatives.shape[1] + 1))
-    np.cumsum(derivatives * DT, axis=-1, out=out[:, 1:])
-    return initial[:, None] + out
+@njit(cache=True, error_model="numpy")
+def _profiles(poses: np.ndarray, fit: np.ndarray, velocity: np.ndarray, curvature: np.ndarray) -> None:
+    """(N, 3) reference poses of one row -> velocity (N-1,) [m/s] and curvature (N-1,) [1/m] profiles,
+    fitted by regularised least squares as NAVSIM's tracker utilities: the velocity with the fixed operator
+    `fit`, the curvature from its normal equations (written out from the fit matrix's structure, solved by
+    Cholesky: they are positive definite)."""
+    m = len(velocity)
+    proj, heading_disp = np.empty(m), np.empty(m)
+    for i in range(m):
+        h = poses[i, 2]
+        heading_disp[i] = _wrap(poses[i + 1, 2] - h)
+        proj[i] = np.cos(h) * (poses[i + 1, 0] - poses[i, 0]) + np.sin(h) * (poses[i + 1, 1] - poses[i, 1])
+    sol = np.zeros(m)  # [v0, a_0..a_{M-2}] = fit @ proj
+    for i in range(m):
+        for j in range(m):
+            sol[i] += fit[i, j] * proj[j]
+    _integrate(sol, velocity)
+    # the fit matrix A (M, M): column 0 is v_i·dt, entry (i, j ≥ 1) is v_i·dt² where j ≤ i (0 above the
+    # diagonal), so AᵀA and Aᵀb are sums over the rows i ≥ j: running sums from the bottom row up
+    col0, rest = np.empty(m), np.empty(m)
+    for i in range(m):
+        col0[i], rest[i] = velocity[i] * DT, velocity[i] * DT**2
+    normal, rhs = np.empty((m, m)), np.empty(m)
+    rest_rest = np.zeros(m)  # Σ_{i ≥ j} rest_i², for j ≥ 1
+    sum_00 = sum_0r = sum_rr = sum_0b = sum_rb = 0.0
+    for j in range(m - 1, 0, -1):
+        sum_0r += col0[j] * rest[j]
+        sum_rr += rest[j] * rest[j]
+        sum_rb += rest[j] * heading_disp[j]
+        normal[0, j] = normal[j, 0] = sum_0r
+        rest_rest[j], rhs[j] = sum_rr, sum_rb
+    for j in range(m - 1, -1, -1):
+        sum_00 += col0[j] * col0[j]
+        sum_0b += col0[j] * heading_disp[j]
+    normal[0, 0], rhs[0] = sum_00 + INITIAL_CURVATURE_PENALTY, sum_0b
+    for j in range(1, m):
+        for col in range(1, m):
+            normal[j, col] = rest_rest[max(j, col)]
+        normal[j, j] += CURVATURE_RATE_PENALTY
+    _integrate(_cholesky_solve(normal, rhs), curvature)
 
 
-def velocity_curvature_profiles(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(K, N, 3) reference poses -> velocity (K, N-1) [m/s] and curvature (K, N-1) [1/m] profiles,
-    fitted by regularised least squares as NAVSIM's tracker utilities."""
-    diff = np.diff(poses, axis=1)
-    heading_disp = _wrap(diff[..., 2])
-    headings = poses[:, :-1, 2]
-    proj = np.cos(headings) * diff[..., 0] + np.sin(headings) * diff[..., 1]  # (K, M)
-    fit = _velocity_fit_operator(proj.shape[1])
-    sol = np.matmul(fit, proj[..., None])[..., 0]  # BLAS gemv row by row: see above
-    velocity = _integrate(sol[:, 0], sol[:, 1:])
-
-    k, m = heading_disp.shape
-    a = np.repeat(np.tri(m)[None], k, axis=0)
-    a[:, :, 0] = velocity * DT
-    a[:, 1:, 1:] *= (velocity * DT**2)[:, 1:, None]
-    q = CURVATURE_RATE_PENALTY * np.eye(m)
-    q[0, 0] = INITIAL_CURVATURE_PENALTY
-    at = a.transpose(0, 2, 1)
-    x = np.linalg.solve(at @ a + q, at @ heading_disp[..., None])[..., 0]
-    return velocity, _integrate(x[:, 0], x[:, 1:])
+@njit(cache=True, error_model="numpy")
+def _integrate(sol: np.ndarray, out: np.ndarray) -> None:
+    """[x0, d_0..d_{M-2}] -> out (M,): x0 plus the running sum of d × DT."""
+    total = 0.0
+    out[0] = sol[0]
+    for i in range(1, len(out)):
+        total += sol[i] * DT
+        out[i] = sol[0] + total
 
 
-def _weighted_sums(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(..., H) values, (W, H) weights -> (W, ...): Σ_j values[..., j] · weights[w, j], accumulated in order
-    (no reduction whose rounding depends on the batch size)."""
-    w = weights.reshape(weights.shape[:1] + (1,) * (values.ndim - 1) + weights.shape[1:])
-    out = values[None, ..., 0] * w[..., 0]
-    for j in range(1, weights.shape[1]):
-        out = out + values[None, ..., j] * w[..., j]
-    return out
-
-
-class _Reference:
-    """Everything about the reference that the tracker needs at each step, computed before the loop.
-    Arrays are (steps, K) or (steps, 2, K); the curvature terms of the lateral system are pre-multiplied."""
-
-    def __init__(self, poses: np.ndarray) -> None:
-        velocity, curvature = velocity_curvature_profiles(poses)
-        n = velocity.shape[1]  # tracker steps (one fewer than poses)
-        t = np.arange(n)
-        ref = np.minimum(t + H, n - 1)
-        window = np.minimum(np.minimum(t[:, None] + np.arange(H)[None, :], n - 1), ref[:, None])
-        curv = curvature[:, window].transpose(1, 0, 2)  # (n, K, H) curvature over each step's horizon
-        heading = poses[:, :n, 2].T
-        self.xy = poses[:, :n, :2].transpose(1, 2, 0).copy()  # (n, 2, K)
-        self.heading = heading.copy()
-        self.normal = np.stack([-np.sin(heading), np.cos(heading)], axis=1)  # (n, 2, K) lateral axis
-        self.velocity = velocity[:, ref].T.copy()  # velocity to reach at the horizon
-        self.may_stop = (self.velocity <= STOPPING_VELOCITY).any(axis=1).tolist()
-        sums = _weighted_sums(curv, np.vstack([np.ones(H), _K, _KVV]))
-        self.g1_v, self.g1_d = -DT * sums[0], -DT * sums[1]  # g1 = Σ c_k = g1_v·v0 + g1_d·δ
-        self.g0_vv, self.g0_vd, self.g0_dd = -(DT**2) * sums[2:]  # g0 coefficients of v0², v0δ, δ²
-
-
-def _const(value: float) -> np.ndarray:
-    """A 0-d array: numpy combines it with an array at the cost of an array, half that of a Python float."""
-    return np.array(value, dtype=np.float64)
-
-
-_DT, _WHEEL_BASE, _R_LAT = _const(DT), _const(WHEEL_BASE), _const(R_LAT)
-_LON_GAIN, _STOP_GAIN = _const(LON_GAIN), _const(-STOPPING_GAIN)
-_ACCEL_LAG, _STEERING_LAG = _const(ACCEL_LAG), _const(STEERING_LAG)
-_MAX_STEER, _MIN_STEER = _const(MAX_STEERING_ANGLE), _const(-MAX_STEERING_ANGLE)
-_Q0, _Q1 = _const(Q_LAT[0]), _const(Q_LAT[1])
-_A01 = (_const(DT * H), _const(DT * _K.sum()))  # a01 = Σ v_k·dt in (v0, δ)
-_B1 = (_const(DT**2 / WHEEL_BASE * _K.sum()), _const(DT**2 / WHEEL_BASE * (_K * _K).sum()))
-_A02 = tuple(_const(c) for c in DT**2 / WHEEL_BASE * _VV)  # coefficients of v0², v0δ, δ²
-_B0 = tuple(_const(c) for c in DT**3 / WHEEL_BASE * _IVV)
+@njit(cache=True, error_model="numpy")
+def _cholesky_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x with a @ x = b for a symmetric positive definite (M, M) a."""
+    m = len(b)
+    low = np.zeros((m, m))
+    for j in range(m):
+        diag = a[j, j]
+        for k in range(j):
+            diag -= low[j, k] * low[j, k]
+        low[j, j] = np.sqrt(diag)
+        for i in range(j + 1, m):
+            value = a[i, j]
+            for k in range(j):
+                value -= low[i, k] * low[j, k]
+            low[i, j] = value / low[j, j]
+    y = np.empty(m)
+    for i in range(m):
+        value = b[i]
+        for k in range(i):
+            value -= low[i, k] * y[k]
+        y[i] = value / low[i, i]
+    x = np.empty(m)
+    for i in range(m - 1, -1, -1):
+        value = y[i]
+        for k in range(i + 1, m):
+            value -= low[k, i] * x[k]
+        x[i] = value / low[i, i]
+    return x
 
 
 def simulate(initial_state: np.ndarray, poses: np.ndarray) -> np.ndarray:
     """Track (K, T, 3) reference poses from the ego's initial state (11,) -> (K, T, 11) states."""
     k_count, t_count, _ = poses.shape
-    ref = _Reference(poses)
     init = np.asarray(initial_state, dtype=np.float64)
-    x, y, h, v = (np.full(k_count, init[i]) for i in (S.X, S.Y, S.HEADING, S.VX))
-    accel, steer, yaw_rate = (np.full(k_count, init[i]) for i in (S.AX, S.STEERING, S.YAW_RATE))
-    bicycle_yaw_rate = v * np.tan(steer) / _WHEEL_BASE  # the heading's rate of change in the next step
-    rows = []  # per step: x, y, heading, v, accel, steering, steering rate, yaw rate, yaw acceleration
-    for t in range(t_count - 1):
-        # --- tracker (LQR) -----------------------------------------------------------------------
-        offset = np.stack([x, y]) - ref.xy[t]
-        offset *= ref.normal[t]
-        lateral = offset[0] + offset[1]
-        heading_err = _wrap(h - ref.heading[t])
-        v_err = v - ref.velocity[t]
-        accel_cmd = _LON_GAIN * v_err
-        stop = (ref.velocity[t] <= STOPPING_VELOCITY) & (v <= STOPPING_VELOCITY) if ref.may_stop[t] else None
-        if stop is not None:
-            np.copyto(accel_cmd, _STOP_GAIN * v_err, where=stop)
-        d = accel_cmd * _DT
-        vv, vd, dd = v * v, v * d, d * d
-        a01 = _A01[0] * v + _A01[1] * d
-        b0 = _B0[0] * vv + _B0[1] * vd + _B0[2] * dd
-        b1 = _B1[0] * v + _B1[1] * d
-        e0 = lateral + a01 * heading_err + (_A02[0] * vv + _A02[1] * vd + _A02[2] * dd) * steer
-        e0 = e0 + (ref.g0_vv[t] * vv + ref.g0_vd[t] * vd + ref.g0_dd[t] * dd)
-        e1 = _wrap(heading_err + a01 / _WHEEL_BASE * steer + (ref.g1_v[t] * v + ref.g1_d[t] * d))
-        b0q, b1q = b0 * _Q0, b1 * _Q1
-        steer_cmd = -(b0q * e0 + b1q * e1) / (b0q * b0 + b1q * b1 + _R_LAT)
-        if stop is not None:
-            np.copyto(steer_cmd, 0.0, where=stop)
-        # --- kinematic bicycle with actuator lags (heading wrapped once, after the loop) ----------
-        new_accel = _ACCEL_LAG * (accel_cmd - accel) + accel
-        new_steer = _STEERING_LAG * ((_DT * steer_cmd + steer) - steer) + steer
-        rate = (new_steer - steer) / _DT
-        x = x + v * np.cos(h) * _DT
-        y = y + v * np.sin(h) * _DT
-        h = h + bicycle_yaw_rate * _DT
-        v = v + new_accel * _DT
-        steer = np.minimum(np.maximum(steer + rate * _DT, _MIN_STEER), _MAX_STEER)
-        bicycle_yaw_rate = v * np.tan(steer) / _WHEEL_BASE
-        rows.append(
-            (x, y, h, v, new_accel, steer, rate, bicycle_yaw_rate, (bicycle_yaw_rate - yaw_rate) / _DT)
-        )
-        accel, yaw_rate = new_accel, bicycle_yaw_rate
-    return _assemble(init, rows, k_count)
-
-
-def _assemble(init: np.ndarray, rows: list[tuple], k_count: int) -> np.ndarray:
-    """(K, T, 11) state array from the initial state and the per-step rows."""
-    out = np.zeros((k_count, len(rows) + 1, STATE_SIZE))
+    out = np.zeros((k_count, t_count, STATE_SIZE))
     out[:, 0] = init
-    if rows:
-        cols = np.array(rows)  # (T-1, 9, K)
-        for i, col in enumerate(
-            (S.X, S.Y, S.HEADING, S.VX, S.AX, S.STEERING, S.STEERING_RATE, S.YAW_RATE, S.YAW_ACCEL)
-        ):
-            out[:, 1:, col] = cols[:, i].T
+    if t_count > 1 and k_count:
+        fit = _velocity_fit_operator(t_count - 1)
+        _simulate(init, np.ascontiguousarray(poses, dtype=np.float64), fit, HORIZON_WEIGHTS, out)
         out[:, 1:, S.HEADING] = (out[:, 1:, S.HEADING] + np.pi) % TWO_PI - np.pi
     return out
+
+
+@njit(cache=True, error_model="numpy")
+def _simulate(
+    init: np.ndarray, poses: np.ndarray, fit: np.ndarray, weights: np.ndarray, out: np.ndarray
+) -> None:
+    """Each row of `poses` (K, T, 3): fit its profiles, then track it; `out` (K, T, 11) has row 0 set."""
+    n = poses.shape[1] - 1  # tracker steps
+    velocity, curvature = np.empty(n), np.empty(n)
+    for k in range(len(poses)):
+        _profiles(poses[k], fit, velocity, curvature)
+        _track(init, poses[k], velocity, curvature, weights, out[k])
+
+
+@njit(cache=True, error_model="numpy")
+def _track(
+    init: np.ndarray,
+    poses: np.ndarray,
+    velocity: np.ndarray,
+    curvature: np.ndarray,
+    weights: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """The tracker + bicycle loop of one row: reference poses (T, 3) with their velocity and curvature
+    profiles (T-1,), `out` (T, 11) with row 0 the initial state."""
+    n = len(velocity)
+    x, y, h, v = init[0], init[1], init[2], init[3]  # S.X, S.Y, S.HEADING, S.VX
+    accel, steer, yaw_rate = init[5], init[7], init[9]  # S.AX, S.STEERING, S.YAW_RATE
+    bicycle_yaw_rate = v * np.tan(steer) / WHEEL_BASE  # the heading's rate of change in the next step
+    sums = np.empty(len(weights))
+    for t in range(n):
+        # --- the reference at this step: horizon end, curvature sums over the horizon -------------
+        ref = min(t + H, n - 1)
+        for w in range(len(weights)):
+            total = curvature[min(t, ref)] * weights[w, 0]
+            for j in range(1, H):
+                total = total + curvature[min(t + j, ref)] * weights[w, j]
+            sums[w] = total
+        g1_v, g1_d = -DT * sums[0], -DT * sums[1]  # g1 = Σ c_k = g1_v·v0 + g1_d·δ
+        g0_vv, g0_vd, g0_dd = -(DT**2) * sums[2], -(DT**2) * sums[3], -(DT**2) * sums[4]
+        # --- tracker (LQR) -----------------------------------------------------------------------
+        ref_h = poses[t, 2]
+        lateral = (x - poses[t, 0]) * -np.sin(ref_h) + (y - poses[t, 1]) * np.cos(ref_h)
+        heading_err = _wrap(h - ref_h)
+        v_ref = velocity[ref]
+        v_err = v - v_ref
+        stop = v_ref <= STOPPING_VELOCITY and v <= STOPPING_VELOCITY
+        accel_cmd = -STOPPING_GAIN * v_err if stop else LON_GAIN * v_err
+        d = accel_cmd * DT
+        vv, vd, dd = v * v, v * d, d * d
+        a01 = A01[0] * v + A01[1] * d
+        b0 = B0[0] * vv + B0[1] * vd + B0[2] * dd
+        b1 = B1[0] * v + B1[1] * d
+        e0 = lateral + a01 * heading_err + (A02[0] * vv + A02[1] * vd + A02[2] * dd) * steer
+        e0 = e0 + (g0_vv * vv + g0_vd * vd + g0_dd * dd)
+        e1 = _wrap(heading_err + a01 / WHEEL_BASE * steer + (g1_v * v + g1_d * d))
+        b0q, b1q = b0 * Q_LAT[0], b1 * Q_LAT[1]
+        steer_cmd = 0.0 if stop else -(b0q * e0 + b1q * e1) / (b0q * b0 + b1q * b1 + R_LAT)
+        # --- kinematic bicycle with actuator lags (heading wrapped once, after the loop) ----------
+        new_accel = ACCEL_LAG * (accel_cmd - accel) + accel
+        new_steer = STEERING_LAG * ((DT * steer_cmd + steer) - steer) + steer
+        rate = (new_steer - steer) / DT
+        x = x + v * np.cos(h) * DT
+        y = y + v * np.sin(h) * DT
+        h = h + bicycle_yaw_rate * DT
+        v = v + new_accel * DT
+        steer = min(max(steer + rate * DT, -MAX_STEERING_ANGLE), MAX_STEERING_ANGLE)
+        bicycle_yaw_rate = v * np.tan(steer) / WHEEL_BASE
+        row = out[t + 1]
+        row[0], row[1], row[2], row[3], row[5] = x, y, h, v, new_accel  # S.X .. S.AX
+        row[7], row[8], row[9] = steer, rate, bicycle_yaw_rate  # S.STEERING, S.STEERING_RATE, S.YAW_RATE
+        row[10] = (bicycle_yaw_rate - yaw_rate) / DT  # S.YAW_ACCEL
+        accel, yaw_rate = new_accel, bicycle_yaw_rate

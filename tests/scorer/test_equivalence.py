@@ -39,7 +39,10 @@ def test_proposals_match_loop(caches, path):
     limit = c.route.start_lane.speed_limit
     fast = generate_proposals(paths, c.origin, c.initial_state[3], limit, c.forecast())
     slow = loops.proposals_loop(paths, c.origin, c.initial_state[3], limit or 15.0, c.forecast())
-    np.testing.assert_array_equal(fast, slow)
+    # the compiled unroll wraps headings with the C library's sin, cos and atan2, numpy (here, the loop)
+    # may use its own SIMD versions: headings can differ in the last bit, positions do not
+    np.testing.assert_array_equal(fast[..., :2], slow[..., :2])
+    np.testing.assert_allclose(fast[..., 2], slow[..., 2], rtol=0, atol=1e-12)
 
 
 def _candidates(c, rng):
