@@ -6,7 +6,7 @@ machine, in one run folder:
     3 SFT         short two-stage SFT (QA, then q_base and q_fb -> truth)      RUN/sft
     4 select      hard and ambiguous training scenes                           RUN/select
     5 ELF-GRPO    a few steps of the loop on a local Ray                       RUN/train
-    6 evaluate    greedy PDMS on the test split: expert, constant velocity, SFT, ELF-GRPO
+    6 evaluate    the test split (`elf-vla eval`): expert, constant velocity, SFT, ELF-GRPO   RUN/eval
 
 Steps are budgeted in optimizer steps, not wall time (the machine is shared), so the numbers are those
 of a few minutes of training: the point is the pipeline, its plots and its metrics.
@@ -70,7 +70,8 @@ def _pipeline(config: Any, run_dir: Path, start: float) -> dict:
     dataset = _scenes(config, run_dir / "scenes")
     lap("scenes")
     print("[demo] 2/6 building a tiny student (tokenizer trained on the training scenes)", flush=True)
-    train_items, test_items = _items(dataset, "train"), _items(dataset, "test")
+    train_items = _items(dataset, "train")
+    test_items = _items(dataset, config.eval.split)[: config.eval.max_scenes]  # the scenes `_evaluate` scores
     student = _student(config, run_dir / "student-init", train_items)
     lap("student")
     print(
@@ -97,8 +98,9 @@ def _pipeline(config: Any, run_dir: Path, start: float) -> dict:
     )
     outcome = run_train(config, run_dir / "train")
     lap("train")
-    print(f"[demo] 6/6 evaluating on {len(test_items)} test scenes (greedy)", flush=True)
-    table = _evaluate({"SFT": sft_dir, "ELF-GRPO": outcome.checkpoint}, test_items, config.sft.max_new_tokens)
+    print(f"[demo] 6/6 evaluating on {len(test_items)} {config.eval.split} scenes", flush=True)
+    models = {"SFT": sft_dir, "ELF-GRPO": outcome.checkpoint}
+    table = _evaluate(config, models, test_items, run_dir / "eval")
     lap("evaluate")
     print(_format_table(table))
     records = [r.__dict__ for r in outcome.records]
@@ -111,6 +113,7 @@ def _pipeline(config: Any, run_dir: Path, start: float) -> dict:
         "where": {
             "run folder": str(run_dir),
             "training log": str(run_dir / "train" / "log.jsonl"),
+            "evaluation": str(run_dir / "eval"),
             "plots": ", ".join(str(p) for p in [*outcome.plots, manifest.parent / "selection.png"]),
             "checkpoint": str(outcome.checkpoint),
             "metrics": f"http://127.0.0.1:{config.cluster.metrics_port}/metrics (while Ray runs)"
@@ -173,28 +176,34 @@ def _sft(config: Any, student: Path, train_items: list, dataset: Any, out: Path)
     return result.checkpoint, {"validation": last, "baselines": result.baselines}
 
 
-def _evaluate(models: dict[str, Path | None], items: list, max_new_tokens: int) -> dict[str, dict]:
-    """Greedy PDMS per difficulty on `items`, with the expert and constant velocity for reference."""
-    from actors.engines import HFEngine
-    from learner.sft import baseline_scores, evaluate
+def _evaluate(config: Any, models: dict[str, Path | None], items: list, out: Path) -> dict[str, dict]:
+    """The test split: the expert's and constant velocity's PDMS, then each checkpoint through `elf-vla
+    eval`'s evaluation (greedy PDMS/EPDMS per difficulty, all-fail ratio over `eval.samples` sampled
+    answers, format errors), its report written to `out/<name>`."""
+    from cluster.jobs import run_eval
+    from learner.sft import baseline_scores
 
     table = {name: dict(row) for name, row in baseline_scores(items).items()}
     for name, folder in models.items():
         if folder is None:
             continue
-        result = evaluate(HFEngine.from_dir(str(folder), max_batch=64), items, 0, max_new_tokens)
-        table[name] = {**result.by_difficulty, "all": result.pdms, "format_errors": result.format_errors}
+        report = run_eval(_with(config, {"rollout.student_dir": str(folder)}), out / name.lower())
+        o = report.overall
+        table[name] = {
+            **{k: r["pdms"]["score"] for k, r in report.by_difficulty.items()},
+            "all": o["pdms"]["score"],
+            "EPDMS": o["epdms"]["score"],
+            "all-fail": o["all_fail_ratio"],
+            "format errors": o["format_error_rate"],
+        }
     return table
 
 
 def _format_table(table: dict[str, dict]) -> str:
-    cols = sorted({k for row in table.values() for k in row} - {"all", "format_errors"}) + ["all"]
-    lines = [f"       {'test PDMS':<18}" + "".join(f"{c:>11}" for c in cols) + "  format errors"]
+    extra = ["EPDMS", "all-fail", "format errors"]  # checkpoints only
+    cols = sorted({k for row in table.values() for k in row} - {"all", *extra}) + ["all", *extra]
+    lines = [f"       {'test PDMS':<18}" + "".join(f"{c:>14}" for c in cols)]
     for name, row in table.items():
-        errors = row.get("format_errors")
-        lines.append(
-            f"       {name:<18}"
-            + "".join(f"{row.get(c, float('nan')):>11.3f}" for c in cols)
-            + (f"  {errors:>6}" if errors is not None else "")
-        )
+        cells = [f"{row[c]:>14.3f}" if c in row else f"{'-':>14}" for c in cols]
+        lines.append(f"       {name:<18}" + "".join(cells))
     return "\n".join(lines)
