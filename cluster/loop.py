@@ -253,8 +253,10 @@ class ElfGrpoTrainer:
         return records
 
     def _collect_ahead(self, ahead: ThreadPoolExecutor, step: int) -> Future | None:
-        """Async mode: start collecting step + 1 with the weights the engines serve now."""
-        if self.config.train.mode != "async" or step >= self.config.train.steps or self.stop_requested:
+        """Async mode: start collecting step + 1 with the weights the engines serve now. Also when a stop
+        was requested: the batch is checkpointed with the step, so that a resumed run trains step + 1 on
+        what the uninterrupted run would have (sampled by these weights, not the next ones)."""
+        if self.config.train.mode != "async" or step >= self.config.train.steps:
             return None
         return ahead.submit(self.collect, step + 1)
 
