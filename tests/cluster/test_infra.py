@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cluster.config import ConfigError, load_config
-from cluster.resources import requests_of
+from cluster.resources import requests_of, teacher_node_resources
 from cluster.runs import DEMO_CONFIG, REPO_ROOT
 
 H20 = REPO_ROOT / "configs" / "h20_8b.yaml"
@@ -51,6 +51,19 @@ def test_components_scale_independently_in_their_placement_groups():
     assert requests_of(local) == []
 
 
+def test_teacher_replicas_are_pinned_to_teacher_nodes():
+    from teacher_service.serve_app import deployment_options
+
+    cfg = load_config(H20)
+    pin = teacher_node_resources(cfg.cluster, cfg.teacher.serve)
+    assert pin == {"elfvla_teacher": 2.0}  # one unit per GPU of a TP-2 replica
+    actor = deployment_options(cfg.teacher.serve, pin)["ray_actor_options"]
+    assert actor == {"num_cpus": 8.0, "num_gpus": 2.0, "resources": {"elfvla_teacher": 2.0}}
+    cpu = load_config(None, ["cluster.bundle_resources={teacher: elfvla_teacher}"])
+    assert teacher_node_resources(cpu.cluster, cpu.teacher.serve) == {"elfvla_teacher": 1.0}
+    assert teacher_node_resources(load_config(None).cluster, cfg.teacher.serve) == {}
+
+
 @pytest.mark.parametrize(
     "override, key",
     [
@@ -59,7 +72,7 @@ def test_components_scale_independently_in_their_placement_groups():
         ("train.trigger=some_fail", "train.trigger: Input should be 'all_fail' or 'any_fail'"),
         ("train.mode=fast", "train.mode: Input should be 'sync' or 'async'"),
         ("rollout.sampling.temperature=0.7", "learner.loss.temperature (1.0) must equal rollout.sampling"),
-        ("cluster.bundle_resources={teacher: x}", "cluster.bundle_resources.teacher"),
+        ("cluster.bundle_resources={driver: x}", "cluster.bundle_resources.driver"),
     ],
 )
 def test_bad_controller_settings_name_their_keys(override, key):
