@@ -37,7 +37,7 @@ import numpy as np
 
 from actors.prompts import Prompt, build_feedback_prompt
 from actors.response import Response
-from actors.rollout import Rollout
+from actors.rollout import ReplicaStats, Rollout
 from cluster.elf import (
     FeedbackKind,
     GroupOutcome,
@@ -179,7 +179,7 @@ class ElfGrpoTrainer:
         self.stop_requested = False  # set by SIGINT: finish the step, checkpoint, return
         self.offsets: dict[str, int] = {}  # cumulative counts from before a resume
         self._exported: dict[str, int] = {}  # totals already exported to Prometheus
-        self._exported_replicas: dict[int, int] = {}
+        self._exported_replicas: dict[int, ReplicaStats] = {}
 
     # ---------------------------------------------------------------------- the recipe ---
 
@@ -460,10 +460,10 @@ class ElfGrpoTrainer:
             f.write(record.to_json() + "\n")
         totals = self._totals()
         delta = {k: v - self._exported.get(k, 0) for k, v in totals.items()}
-        replicas = dict(self.s.rollouts.stats.per_replica_prompts)
+        replicas = dict(self.s.rollouts.stats.per_replica)
         self.metrics.record(
             record,
-            replica_rollouts={k: v - self._exported_replicas.get(k, 0) for k, v in replicas.items()},
+            replicas={i: r - self._exported_replicas.get(i, ReplicaStats()) for i, r in replicas.items()},
             restarts={c: delta[f"{c}_restarts_total"] for c in ("rollout", "scorer")},
             retries={c: delta[f"{c}_retries_total"] for c in ("rollout", "scorer")},
         )

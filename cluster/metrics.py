@@ -13,7 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from actors.rollout import ReplicaStats
 
 PHASES = ("rollout", "scoring", "teacher", "correction", "update", "sync")
 SECONDS_BOUNDARIES = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0]
@@ -124,6 +129,12 @@ class Metrics:
                 "steps": counter("steps", "ELF-GRPO steps completed"),
                 "rollouts": counter("rollouts", "Responses sampled, by prompt kind", "kind"),
                 "replica_rollouts": counter("replica_rollouts", "Responses sampled per replica", "replica"),
+                "replica_tokens": counter("replica_tokens", "Response tokens sampled per replica", "replica"),
+                "replica_tokens_per_s": gauge(
+                    "replica_tokens_per_second",
+                    "Response tokens per second of generation time on the replica (its shards since the last step)",
+                    "replica",
+                ),
                 "tokens": counter("rollout_tokens", "Response tokens sampled"),
                 "scored": counter("scored_groups", "Groups scored (q_base and q_fb)"),
                 "format_errors": counter("format_errors", "Unparseable responses, by prompt kind", "kind"),
@@ -173,12 +184,12 @@ class Metrics:
     def record(
         self,
         r: StepRecord,
-        replica_rollouts: dict[int, int],
+        replicas: Mapping[int, ReplicaStats],
         restarts: dict[str, int],
         retries: dict[str, int],
     ) -> None:
-        """Export one step. The dict arguments are this step's counts (prompts per replica, actors
-        replaced and work items retried per component)."""
+        """Export one step. The mapping arguments are this step's numbers (what each rollout replica
+        generated, actors replaced and work items retried per component)."""
         m = self._registry()
         if m is None:
             return
@@ -187,8 +198,12 @@ class Metrics:
         m["rollouts"].inc(r.rollouts, tags={"kind": "base"})
         if r.corrections:
             m["rollouts"].inc(r.corrections, tags={"kind": "fb"})
-        for replica, count in replica_rollouts.items():
-            _inc(m["replica_rollouts"], count, {"replica": str(replica)})
+        for index, replica in replicas.items():
+            tags = {"replica": str(index)}
+            _inc(m["replica_rollouts"], replica.rollouts, tags)
+            _inc(m["replica_tokens"], replica.tokens, tags)
+            if replica.seconds > 0:  # it generated in this step
+                m["replica_tokens_per_s"].set(replica.tokens_per_second, tags=tags)
         _inc(m["tokens"], r.tokens)
         _inc(m["scored"], r.groups + r.feedback_groups)
         _inc(m["format_errors"], r.format_errors, {"kind": "base"})

@@ -122,6 +122,7 @@ def test_grafana_dashboard_queries_only_metrics_that_exist():
         "reinjections",
         "rollouts",
         "tokens_per_second",
+        "replica_tokens_per_second",
         "kl",
         "weight_sync_seconds",
     ):
