@@ -230,6 +230,7 @@ class ElfGrpoTrainer:
         records: list[StepRecord] = []
         ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collect")
         bar = _progress_bar(cfg.steps, first_step - 1)
+        gauges = self.metrics.keep_gauges_alive()  # through steps longer than Ray keeps a gauge
         try:
             for step in range(first_step, cfg.steps + 1):
                 start, learner_version = time.perf_counter(), self.s.learner.version
@@ -248,6 +249,7 @@ class ElfGrpoTrainer:
                 if self.stop_requested:
                     break
         finally:
+            gauges.set()
             ahead.shutdown(wait=True, cancel_futures=True)
             bar.close()
         return records

@@ -103,6 +103,23 @@ def test_metrics_are_scraped_over_http(trained, local_ray):
     assert rates and all(rate > 0 for rate in rates)
 
 
+def test_gauges_stay_on_metrics_through_a_long_step(local_ray):
+    """Ray drops a gauge series ~20-30 s after it was last set; a run keeps its gauges (`Metrics`) set."""
+    from cluster.metrics import Metrics
+
+    running, other = Metrics(), Metrics()
+    alive = running.keep_gauges_alive(period_s=1.0)
+    try:
+        running.queue("kept", 3)
+        other.queue("dropped", 3)  # the same gauge, set once, not kept alive
+        time.sleep(40.0)  # [s] one step of a paper-scale run, without a new value
+        text = urllib.request.urlopen(f"http://127.0.0.1:{local_ray}/metrics", timeout=5).read().decode()
+    finally:
+        alive.set()
+    assert _exported('ray_elfvla_queue_depth{queue="kept"', text)
+    assert not _exported('ray_elfvla_queue_depth{queue="dropped"', text)  # what it guards against
+
+
 def _exported(name: str, text: str) -> bool:
     """`name` (optionally with the start of its label set, `metric{label="v"`) is among the samples,
     whatever labels Ray puts before it."""
