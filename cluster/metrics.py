@@ -169,7 +169,7 @@ class Metrics:
                 "replica_tokens": counter("replica_tokens", "Response tokens sampled per replica", "replica"),
                 "replica_tokens_per_s": gauge(
                     "replica_tokens_per_second",
-                    "Response tokens per second of generation time on the replica (its shards since the last step)",
+                    "Response tokens per second of the replica's generation time in the last step",
                     "replica",
                 ),
                 "tokens": counter("rollout_tokens", "Response tokens sampled"),

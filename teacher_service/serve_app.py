@@ -8,6 +8,9 @@ into a 400/422 whose message names the offending field. A request whose scene ca
 (degenerate geometry that validates) is answered 422 and counted, not 500. A request that outlives
 `request_timeout_s` inside the replica gets 504.
 
+Placement: a replica takes `num_cpus`/`num_gpus_per_replica` and, when the caller passes one (the controller
+does, from `cluster.bundle_resources.teacher`), a custom node resource that keeps it on the teacher nodes.
+
 Metrics (ray.util.metrics; Prometheus names get Ray's `ray_` prefix and counters a `_total` suffix):
 elfvla_teacher_latency_seconds,
 elfvla_teacher_batch_size, elfvla_teacher_requests, elfvla_teacher_fallbacks, elfvla_teacher_errors.
@@ -106,7 +109,9 @@ class _TooLarge(Exception):
     pass
 
 
-def build_app(config: TeacherConfig, node_resources: Mapping[str, float] | None = None):  # noqa: ANN201 - a Serve Application
+def build_app(  # noqa: ANN201 - a Serve Application
+    config: TeacherConfig, node_resources: Mapping[str, float] | None = None
+):
     """The bound Serve application for `config` (deploy it with `serve.run`); `node_resources`: see
     `deployment_options`."""
     from fastapi import FastAPI, Request
