@@ -119,6 +119,36 @@ class RolloutWorker:
 # -------------------------------------------------------------------------------------- pool ---
 
 
+@dataclass(frozen=True)
+class ReplicaStats:
+    """What one replica (by index: a replacement keeps it) generated in the shards that came back."""
+
+    prompts: int = 0
+    rollouts: int = 0  # responses
+    tokens: int = 0  # response tokens
+    seconds: float = 0.0  # [s] from sending its shards to their results (generation, queue and transfer)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def __add__(self, other: ReplicaStats) -> ReplicaStats:
+        return ReplicaStats(
+            self.prompts + other.prompts,
+            self.rollouts + other.rollouts,
+            self.tokens + other.tokens,
+            self.seconds + other.seconds,
+        )
+
+    def __sub__(self, other: ReplicaStats) -> ReplicaStats:
+        return ReplicaStats(
+            self.prompts - other.prompts,
+            self.rollouts - other.rollouts,
+            self.tokens - other.tokens,
+            self.seconds - other.seconds,
+        )
+
+
 @dataclass
 class RolloutStats:
     prompts: int = 0
@@ -129,7 +159,7 @@ class RolloutStats:
     seconds: float = 0.0  # [s] wall time inside `generate`
     weight_updates: int = 0
     weight_sync_seconds: float = 0.0  # [s] wall time inside `update_weights`, all replicas loaded
-    per_replica_prompts: dict[int, int] = field(default_factory=dict)
+    per_replica: dict[int, ReplicaStats] = field(default_factory=dict)  # Ray replicas only
 
 
 def shard_bounds(count: int, n: int, replicas: int, max_batch: int) -> list[tuple[int, int]]:
@@ -158,6 +188,7 @@ class _Shard:
     replica: int
     attempt: int
     handle: Any  # the actor it went to (a replaced replica's late failures must not replace the new one)
+    sent: float  # [s] perf_counter when it was submitted
 
 
 class RolloutPool:
@@ -246,7 +277,7 @@ class RolloutPool:
             seeded = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + start * n)
             handle = self._replicas[replica]
             ref = handle.generate.remote(prompts[start:stop], n, seeded)
-            inflight[ref] = _Shard(start, stop, replica, attempt, handle)
+            inflight[ref] = _Shard(start, stop, replica, attempt, handle, time.perf_counter())
 
         bounds = shard_bounds(len(prompts), n, len(self._replicas), self.max_batch)
         for replica, (start, stop) in enumerate(bounds):
@@ -266,9 +297,19 @@ class RolloutPool:
                 self.stats.retries += shard.stop - shard.start
                 submit(shard.start, shard.stop, (shard.replica + 1) % len(self._replicas), shard.attempt + 1)
                 continue
-            done = self.stats.per_replica_prompts
-            done[shard.replica] = done.get(shard.replica, 0) + shard.stop - shard.start
+            self._count(shard, results[shard.start : shard.stop])  # type: ignore[arg-type]  # just filled
         return results  # type: ignore[return-value]  # every slot filled
+
+    def _count(self, shard: _Shard, groups: list[list[Rollout]]) -> None:
+        """Add a shard that came back to its replica's numbers."""
+        done = ReplicaStats(
+            prompts=shard.stop - shard.start,
+            rollouts=sum(len(g) for g in groups),
+            tokens=sum(len(r.token_ids) for g in groups for r in g),
+            seconds=time.perf_counter() - shard.sent,
+        )
+        per_replica = self.stats.per_replica
+        per_replica[shard.replica] = per_replica.get(shard.replica, ReplicaStats()) + done
 
     def _replace(self, index: int) -> None:
         import ray

@@ -141,9 +141,13 @@ def start_teacher(config: ExperimentConfig):  # noqa: ANN201 - a Teacher
     from teacher_service.client import make_teacher_client
 
     if config.teacher.client.transport == "handle":
+        from cluster.resources import teacher_node_resources
         from teacher_service.serve_app import serve_teacher
 
-        serve_teacher(config.teacher)  # (re)deploys the app of this config; a no-op when it runs already
+        # (re)deploys the app of this config, on the teacher nodes; a no-op when it runs already
+        serve_teacher(
+            config.teacher, node_resources=teacher_node_resources(config.cluster, config.teacher.serve)
+        )
     return make_teacher_client(config.teacher)
 
 

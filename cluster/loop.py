@@ -37,7 +37,7 @@ import numpy as np
 
 from actors.prompts import Prompt, build_feedback_prompt
 from actors.response import Response
-from actors.rollout import Rollout
+from actors.rollout import ReplicaStats, Rollout
 from cluster.elf import (
     FeedbackKind,
     GroupOutcome,
@@ -179,7 +179,7 @@ class ElfGrpoTrainer:
         self.stop_requested = False  # set by SIGINT: finish the step, checkpoint, return
         self.offsets: dict[str, int] = {}  # cumulative counts from before a resume
         self._exported: dict[str, int] = {}  # totals already exported to Prometheus
-        self._exported_replicas: dict[int, int] = {}
+        self._exported_replicas: dict[int, ReplicaStats] = {}
 
     # ---------------------------------------------------------------------- the recipe ---
 
@@ -230,6 +230,7 @@ class ElfGrpoTrainer:
         records: list[StepRecord] = []
         ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collect")
         bar = _progress_bar(cfg.steps, first_step - 1)
+        gauges = self.metrics.keep_gauges_alive()  # through steps longer than Ray keeps a gauge
         try:
             for step in range(first_step, cfg.steps + 1):
                 start, learner_version = time.perf_counter(), self.s.learner.version
@@ -248,13 +249,16 @@ class ElfGrpoTrainer:
                 if self.stop_requested:
                     break
         finally:
+            gauges.set()
             ahead.shutdown(wait=True, cancel_futures=True)
             bar.close()
         return records
 
     def _collect_ahead(self, ahead: ThreadPoolExecutor, step: int) -> Future | None:
-        """Async mode: start collecting step + 1 with the weights the engines serve now."""
-        if self.config.train.mode != "async" or step >= self.config.train.steps or self.stop_requested:
+        """Async mode: start collecting step + 1 with the weights the engines serve now. Also when a stop
+        was requested: the batch is checkpointed with the step, so that a resumed run trains step + 1 on
+        what the uninterrupted run would have (sampled by these weights, not the next ones)."""
+        if self.config.train.mode != "async" or step >= self.config.train.steps:
             return None
         return ahead.submit(self.collect, step + 1)
 
@@ -458,10 +462,10 @@ class ElfGrpoTrainer:
             f.write(record.to_json() + "\n")
         totals = self._totals()
         delta = {k: v - self._exported.get(k, 0) for k, v in totals.items()}
-        replicas = dict(self.s.rollouts.stats.per_replica_prompts)
+        replicas = dict(self.s.rollouts.stats.per_replica)
         self.metrics.record(
             record,
-            replica_rollouts={k: v - self._exported_replicas.get(k, 0) for k, v in replicas.items()},
+            replicas={i: r - self._exported_replicas.get(i, ReplicaStats()) for i, r in replicas.items()},
             restarts={c: delta[f"{c}_restarts_total"] for c in ("rollout", "scorer")},
             retries={c: delta[f"{c}_retries_total"] for c in ("rollout", "scorer")},
         )

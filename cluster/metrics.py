@@ -6,18 +6,30 @@ Prometheus names: Ray adds the `ray_` prefix and, to counters, the `_total` suff
 `elfvla_reinjections` is scraped as `ray_elfvla_reinjections_total`. Other processes export their own
 `elfvla_` metrics the same way (the teacher replicas: `elfvla_teacher_latency_seconds`, ...; the teacher
 client's fallbacks: `elfvla_teacher_client_fallbacks`). Without a running Ray, `Metrics` records nothing.
+
+Gauges are kept alive: Ray 2.60 drops a gauge series from /metrics when it is not set again within about
+two export intervals (~20 s), far less than a paper-scale step, so while a run goes on
+(`keep_gauges_alive`) every series is set again to its last value every GAUGE_REFRESH_S. After the run
+its gauges age out; counters and histograms stay.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from actors.rollout import ReplicaStats
 
 PHASES = ("rollout", "scoring", "teacher", "correction", "update", "sync")
 SECONDS_BOUNDARIES = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0]
 BATCH_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+GAUGE_REFRESH_S = 5.0  # [s] < Ray's gauge TTL (2 export intervals of 10 s), see the module docstring
 
 
 @dataclass
@@ -99,11 +111,41 @@ def read_log(path: str | Path) -> list[StepRecord]:
     return out
 
 
+class _KeptGauge:
+    """A Ray gauge that remembers the last value of each of its series, to set them again (`refresh`)."""
+
+    def __init__(self, gauge: Any) -> None:
+        self.gauge = gauge
+        self.last: dict[tuple[tuple[str, str], ...], float] = {}  # sorted tags -> value
+
+    def set(self, value: float, tags: dict[str, str] | None = None) -> None:
+        self.gauge.set(value, tags=tags)
+        self.last[tuple(sorted((tags or {}).items()))] = value
+
+    def refresh(self) -> None:
+        for key, value in list(self.last.items()):
+            self.gauge.set(value, tags=dict(key) or None)
+
+
 class Metrics:
     """Prometheus metrics of the controller (ray.util.metrics), created on first use in this process."""
 
     def __init__(self) -> None:
         self._m: dict[str, Any] | None = None
+
+    def keep_gauges_alive(self, period_s: float = GAUGE_REFRESH_S) -> threading.Event:
+        """Set every gauge series again to its last value every `period_s`, from a thread, until the
+        returned event is set."""
+        stop = threading.Event()
+
+        def refresh() -> None:
+            while not stop.wait(period_s):
+                for metric in list((self._m or {}).values()):
+                    if isinstance(metric, _KeptGauge):
+                        metric.refresh()
+
+        threading.Thread(target=refresh, name="metrics-refresh", daemon=True).start()
+        return stop
 
     def _registry(self) -> dict[str, Any] | None:
         import ray
@@ -115,7 +157,7 @@ class Metrics:
                 return Counter(f"elfvla_{name}", doc, tag_keys=tags)
 
             def gauge(name: str, doc: str, *tags: str) -> Any:
-                return Gauge(f"elfvla_{name}", doc, tag_keys=tags)
+                return _KeptGauge(Gauge(f"elfvla_{name}", doc, tag_keys=tags))
 
             def histogram(name: str, doc: str, bounds: list, *tags: str) -> Any:
                 return Histogram(f"elfvla_{name}", doc, boundaries=bounds, tag_keys=tags)
@@ -124,6 +166,12 @@ class Metrics:
                 "steps": counter("steps", "ELF-GRPO steps completed"),
                 "rollouts": counter("rollouts", "Responses sampled, by prompt kind", "kind"),
                 "replica_rollouts": counter("replica_rollouts", "Responses sampled per replica", "replica"),
+                "replica_tokens": counter("replica_tokens", "Response tokens sampled per replica", "replica"),
+                "replica_tokens_per_s": gauge(
+                    "replica_tokens_per_second",
+                    "Response tokens per second of the replica's generation time in the last step",
+                    "replica",
+                ),
                 "tokens": counter("rollout_tokens", "Response tokens sampled"),
                 "scored": counter("scored_groups", "Groups scored (q_base and q_fb)"),
                 "format_errors": counter("format_errors", "Unparseable responses, by prompt kind", "kind"),
@@ -173,12 +221,12 @@ class Metrics:
     def record(
         self,
         r: StepRecord,
-        replica_rollouts: dict[int, int],
+        replicas: Mapping[int, ReplicaStats],
         restarts: dict[str, int],
         retries: dict[str, int],
     ) -> None:
-        """Export one step. The dict arguments are this step's counts (prompts per replica, actors
-        replaced and work items retried per component)."""
+        """Export one step. The mapping arguments are this step's numbers (what each rollout replica
+        generated, actors replaced and work items retried per component)."""
         m = self._registry()
         if m is None:
             return
@@ -187,8 +235,12 @@ class Metrics:
         m["rollouts"].inc(r.rollouts, tags={"kind": "base"})
         if r.corrections:
             m["rollouts"].inc(r.corrections, tags={"kind": "fb"})
-        for replica, count in replica_rollouts.items():
-            _inc(m["replica_rollouts"], count, {"replica": str(replica)})
+        for index, replica in replicas.items():
+            tags = {"replica": str(index)}
+            _inc(m["replica_rollouts"], replica.rollouts, tags)
+            _inc(m["replica_tokens"], replica.tokens, tags)
+            if replica.seconds > 0:  # it generated in this step
+                m["replica_tokens_per_s"].set(replica.tokens_per_second, tags=tags)
         _inc(m["tokens"], r.tokens)
         _inc(m["scored"], r.groups + r.feedback_groups)
         _inc(m["format_errors"], r.format_errors, {"kind": "base"})

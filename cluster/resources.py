@@ -4,7 +4,9 @@ cluster fails at start-up, naming what it asked for, instead of hanging in the f
 
 Strategies: learner ranks PACK (collectives are cheapest within a node), rollout replicas and scorer
 actors SPREAD (load and failures spread over nodes). The teacher's replicas are Ray Serve's business
-(`teacher.serve`: fixed replicas or autoscaling). Components that run in-process (count 0) get no group.
+(`teacher.serve`: fixed replicas or autoscaling): they get no group, but the same custom node resource
+pins them to their nodes (`teacher_node_resources`, passed into the Serve deployment's actor options).
+Components that run in-process (count 0) get no group.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cluster.config import ExperimentConfig
+    from cluster.sections import ClusterConfig
+    from teacher_service.config import TeacherServeConfig
 
 STRATEGY = {"rollout": "SPREAD", "scorer": "SPREAD", "learner": "PACK"}
 
@@ -53,6 +57,15 @@ def requests_of(config: ExperimentConfig) -> list[ComponentRequest]:
         ),
     ]
     return [w for w in wanted if w.count > 0]
+
+
+def teacher_node_resources(cluster: ClusterConfig, serve: TeacherServeConfig) -> dict[str, float]:
+    """The custom resource each teacher Serve replica takes (`cluster.bundle_resources.teacher`): one unit
+    per GPU, as teacher nodes advertise one per GPU (ray_cluster.yaml), or 1 on CPU; {} when unpinned."""
+    name = cluster.bundle_resources.get("teacher")
+    if name is None:
+        return {}
+    return {name: serve.num_gpus_per_replica or 1.0}
 
 
 @dataclass

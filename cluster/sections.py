@@ -24,9 +24,12 @@ class ClusterConfig(_Frozen):
     num_cpus: int | None = Field(default=None, ge=1)  # local Ray only; None: all cores
     metrics_port: int | None = Field(default=None, ge=1024, le=65535)  # Prometheus /metrics (local Ray)
     placement_timeout_s: float = Field(default=120.0, gt=0.0)  # [s] wait for placement groups, then fail
-    # component -> a custom node resource each of its bundles takes one unit of, to pin the component to
-    # its node type of ray_cluster.yaml (e.g. rollout: elfvla_rollout); absent: anywhere that fits
-    bundle_resources: dict[Literal["rollout", "scorer", "learner"], str] = Field(default_factory=dict)
+    # component -> a custom node resource that pins the component to its nodes of ray_cluster.yaml (e.g.
+    # rollout: elfvla_rollout): each placement-group bundle takes one unit of it, each teacher Serve
+    # replica one unit per GPU (`teacher_node_resources`); absent: anywhere that fits
+    bundle_resources: dict[Literal["rollout", "scorer", "learner", "teacher"], str] = Field(
+        default_factory=dict
+    )
 
 
 class SelectConfig(_Frozen):

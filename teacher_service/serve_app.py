@@ -8,6 +8,9 @@ into a 400/422 whose message names the offending field. A request whose scene ca
 (degenerate geometry that validates) is answered 422 and counted, not 500. A request that outlives
 `request_timeout_s` inside the replica gets 504.
 
+Placement: a replica takes `num_cpus`/`num_gpus_per_replica` and, when the caller passes one (the controller
+does, from `cluster.bundle_resources.teacher`), a custom node resource that keeps it on the teacher nodes.
+
 Metrics (ray.util.metrics; Prometheus names get Ray's `ray_` prefix and counters a `_total` suffix):
 elfvla_teacher_latency_seconds,
 elfvla_teacher_batch_size, elfvla_teacher_requests, elfvla_teacher_fallbacks, elfvla_teacher_errors.
@@ -21,9 +24,10 @@ import binascii
 import hmac
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from teacher_service.config import TeacherConfig
+from teacher_service.config import TeacherConfig, TeacherServeConfig
 from teacher_service.schema import Diagnosis, DiagnosisRequest
 
 logger = logging.getLogger(__name__)
@@ -105,8 +109,11 @@ class _TooLarge(Exception):
     pass
 
 
-def build_app(config: TeacherConfig):  # noqa: ANN201 - a Serve Application
-    """The bound Serve application for `config` (deploy it with `serve.run`)."""
+def build_app(  # noqa: ANN201 - a Serve Application
+    config: TeacherConfig, node_resources: Mapping[str, float] | None = None
+):
+    """The bound Serve application for `config` (deploy it with `serve.run`); `node_resources`: see
+    `deployment_options`."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -207,19 +214,28 @@ def build_app(config: TeacherConfig):  # noqa: ANN201 - a Serve Application
         async def healthz(self) -> dict:
             return {"status": "ok", "teacher": self.teacher.kind}
 
-    options: dict[str, Any] = {
-        "max_ongoing_requests": s.max_ongoing_requests,
-        "ray_actor_options": {"num_cpus": s.num_cpus_per_replica, "num_gpus": s.num_gpus_per_replica},
-    }
-    if s.autoscaling is not None:
+    return TeacherDeployment.options(**deployment_options(s, node_resources)).bind(config)
+
+
+def deployment_options(
+    serve: TeacherServeConfig, node_resources: Mapping[str, float] | None = None
+) -> dict[str, Any]:
+    """The Serve deployment options of the teacher: replicas (fixed or autoscaled), admission, and each
+    replica's Ray actor options; `node_resources` (custom resource -> units per replica) pin the replicas
+    to the nodes that advertise them (the controller passes `cluster.bundle_resources.teacher`)."""
+    actor: dict[str, Any] = {"num_cpus": serve.num_cpus_per_replica, "num_gpus": serve.num_gpus_per_replica}
+    if node_resources:
+        actor["resources"] = dict(node_resources)
+    options: dict[str, Any] = {"max_ongoing_requests": serve.max_ongoing_requests, "ray_actor_options": actor}
+    if serve.autoscaling is not None:
         options["autoscaling_config"] = {
-            "min_replicas": s.autoscaling.min_replicas,
-            "max_replicas": s.autoscaling.max_replicas,
-            "target_ongoing_requests": s.autoscaling.target_ongoing_requests,
+            "min_replicas": serve.autoscaling.min_replicas,
+            "max_replicas": serve.autoscaling.max_replicas,
+            "target_ongoing_requests": serve.autoscaling.target_ongoing_requests,
         }
     else:
-        options["num_replicas"] = s.replicas
-    return TeacherDeployment.options(**options).bind(config)
+        options["num_replicas"] = serve.replicas
+    return options
 
 
 def _oversized_image(request: DiagnosisRequest, limit: int) -> str | None:
@@ -234,12 +250,17 @@ def _oversized_image(request: DiagnosisRequest, limit: int) -> str | None:
     return None
 
 
-def serve_teacher(config: TeacherConfig, route_prefix: str = "/", app_name: str | None = None):  # noqa: ANN201
+def serve_teacher(  # noqa: ANN201 - a deployment handle
+    config: TeacherConfig,
+    route_prefix: str = "/",
+    app_name: str | None = None,
+    node_resources: Mapping[str, float] | None = None,
+):
     """Deploy the teacher on the running Ray (start it with cluster.ray_runtime.start_ray) and return the
-    deployment handle. The HTTP proxy binds config.serve.host:port."""
+    deployment handle. The HTTP proxy binds config.serve.host:port; `node_resources`: see
+    `deployment_options`."""
     from ray import serve
 
     serve.start(http_options={"host": config.serve.host, "port": config.serve.port})
-    return serve.run(
-        build_app(config), name=app_name or config.serve.app_name, route_prefix=route_prefix, blocking=False
-    )
+    app = build_app(config, node_resources)
+    return serve.run(app, name=app_name or config.serve.app_name, route_prefix=route_prefix, blocking=False)

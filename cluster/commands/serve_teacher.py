@@ -1,7 +1,8 @@
 """`elf-vla serve-teacher`: run the teacher service (Ray Serve, HTTP + deployment handle) until Ctrl-C.
 
-It reads the `teacher` section of an experiment config (other sections are ignored), so the same YAML
-serves a training run and a stand-alone teacher. Ray is started locally (127.0.0.1) or joined with
+It reads the `teacher` section of an experiment config and `cluster.bundle_resources.teacher` (other
+sections are ignored), so the same YAML serves a training run and a stand-alone teacher, on the same
+nodes. Ray is started locally (127.0.0.1) or joined with
 `--address auto` on a `ray up` cluster.
 """
 
@@ -32,14 +33,17 @@ def run(args: argparse.Namespace) -> int:
 
     from cluster.config import ConfigError, load_config
     from cluster.ray_runtime import start_ray, stop_ray
+    from cluster.resources import teacher_node_resources
+    from cluster.sections import ClusterConfig
     from teacher_service.config import TeacherConfig
 
     class TeacherSection(BaseModel):
         model_config = ConfigDict(extra="ignore", frozen=True)
         teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+        cluster: ClusterConfig = Field(default_factory=ClusterConfig)  # bundle_resources.teacher pins it
 
     try:
-        config = load_config(args.config, args.overrides, model=TeacherSection).teacher  # type: ignore[arg-type]
+        section = load_config(args.config, args.overrides, model=TeacherSection)  # type: ignore[arg-type]
     except ConfigError as err:
         print(f"elf-vla serve-teacher: {err}", file=sys.stderr)
         return 2
@@ -49,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
 
     _stop_on_signals()
     start_ray(address=args.address, metrics_port=args.metrics_port)
+    config = section.teacher
     try:
-        serve_teacher(config)
+        serve_teacher(config, node_resources=teacher_node_resources(section.cluster, config.serve))
         s = config.serve
         print(
             f"[serve-teacher] {config.backend.type} teacher at http://{s.host}:{s.port}/diagnose", flush=True

@@ -92,7 +92,11 @@ def test_ray_pool_versions_broadcast_and_a_replica_killed_mid_request(local_ray,
         assert all(len(g) == 2 and all(r.version == 0 for r in g) for g in groups)
         expected = local.generate(prompts, n=2, sampling=sampling)
         assert _tokens(groups) == _tokens(expected)  # seeded by row: same tokens with 0 or 2 replicas
-        assert pool.stats.per_replica_prompts == {0: 6, 1: 6} and pool.stats.retries == 0
+        per_replica = pool.stats.per_replica
+        assert {i: (r.prompts, r.rollouts) for i, r in per_replica.items()} == {0: (6, 12), 1: (6, 12)}
+        assert sum(r.tokens for r in per_replica.values()) == pool.stats.tokens
+        assert all(r.seconds > 0 and r.tokens_per_second > 0 for r in per_replica.values())
+        assert pool.stats.retries == 0
 
         state = _perturbed(local.engine.model, 1)
         pool.update_weights(state, version=1)

@@ -10,7 +10,7 @@ import torch
 
 from cluster.config import load_config
 from cluster.jobs import start_services
-from cluster.loop import LOG, ElfGrpoTrainer, training_entries
+from cluster.loop import LOG, ElfGrpoTrainer, Experience, training_entries
 from cluster.metrics import read_log
 from cluster.resources import ResourceLayout
 from cluster.rollouts import rewards
@@ -110,6 +110,60 @@ def test_resume_reproduces_the_next_step(memorised, tmp_path):
     assert [r.step for r in logged] == [1, 2]
     controller = json.loads((tmp_path / "b" / "checkpoints" / "step-000002" / "controller.json").read_text())
     assert controller["step"] == 2
+
+
+def _stop_while_collecting(trainer: ElfGrpoTrainer, step: int) -> None:
+    """Ctrl-C arriving while `step` collects its batch (as the SIGINT handler does: the step finishes,
+    is checkpointed, and the run returns)."""
+    collect = trainer.collect
+
+    def collect_then_stop(at: int) -> Experience:
+        experience = collect(at)
+        if at == step:
+            trainer.stop_requested = True
+        return experience
+
+    trainer.collect = collect_then_stop  # type: ignore[method-assign]
+
+
+def test_async_resume_reproduces_the_next_step(memorised, tmp_path):
+    """Async mode: step 2 trains on a batch collected during step 1's update, by the weights of step 0. A
+    run stopped after step 1 saves that batch with its checkpoint, so the resumed step 2 is the same."""
+    async_mode = {"train.mode": "async"}
+    straight = make_trainer(memorised, tmp_path / "a", **async_mode)
+    try:
+        full = straight.run()
+    finally:
+        straight.s.shutdown()
+    first = make_trainer(memorised, tmp_path / "b", **async_mode)
+    _stop_while_collecting(first, 1)  # before step 2's collection starts: it must still be saved
+    try:
+        assert [r.step for r in first.run()] == [1]
+    finally:
+        first.s.shutdown()
+    resumed = make_trainer(memorised, tmp_path / "b", **async_mode)
+    try:
+        step, prefetched = resumed.restore()
+        assert step == 2 and prefetched is not None and prefetched.step == 2
+        [again] = resumed.run(step, prefetched)
+    finally:
+        resumed.s.shutdown()
+    expected = full[1]
+    assert expected.sample_versions == [0] and expected.staleness == 1  # one step off policy
+    assert again.scene_ids == expected.scene_ids and (again.step, again.version) == (2, 2)
+    assert (again.sample_versions, again.staleness) == (expected.sample_versions, expected.staleness)
+    for name in (
+        "reward_mean",
+        "correction_reward_mean",
+        "tokens",
+        "reinjections",
+        "all_fail_after",
+        "samples",
+    ):
+        assert getattr(again, name) == getattr(expected, name), name
+    for name in ("loss", "kl", "grad_norm"):
+        assert getattr(again, name) == pytest.approx(getattr(expected, name), rel=1e-4, abs=1e-7), name
+    assert [r.step for r in read_log(tmp_path / "b" / LOG)] == [1, 2]
 
 
 def test_plain_grpo_samples_no_feedback(memorised, tmp_path):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import urllib.request
@@ -80,14 +81,52 @@ def test_metrics_are_scraped_over_http(trained, local_ray):
         "ray_elfvla_shaping_weight_mean",
         "ray_elfvla_queue_depth",
     ]
+    # the tokens and tokens/s of every replica that generated (2 prompts a call fill one engine batch:
+    # one shard, on replica 0), under its replica label
+    trainer, _ = trained
+    generated = sorted(trainer.s.rollouts.stats.per_replica)
+    assert generated == [0]
+    names += [
+        f'ray_elfvla_replica_{m}{{replica="{i}"'
+        for m in ("tokens_total", "tokens_per_second")
+        for i in generated
+    ]
     deadline, text = time.monotonic() + 40, ""
     while time.monotonic() < deadline:
         text = urllib.request.urlopen(f"http://127.0.0.1:{local_ray}/metrics", timeout=5).read().decode()
-        if all(n in text for n in names):
+        if all(_exported(n, text) for n in names):
             break
         time.sleep(2)
-    missing = [n for n in names if n not in text]
+    missing = [n for n in names if not _exported(n, text)]
     assert not missing, missing
+    rates = [float(v) for v in re.findall(r"ray_elfvla_replica_tokens_per_second\{[^}]*\} (\S+)", text)]
+    assert rates and all(rate > 0 for rate in rates)
+
+
+def test_gauges_stay_on_metrics_through_a_long_step(local_ray):
+    """Ray drops a gauge series ~20-30 s after it was last set; a run keeps its gauges (`Metrics`) set."""
+    from cluster.metrics import Metrics
+
+    running, other = Metrics(), Metrics()
+    alive = running.keep_gauges_alive(period_s=1.0)
+    try:
+        running.queue("kept", 3)
+        other.queue("dropped", 3)  # the same gauge, set once, not kept alive
+        time.sleep(40.0)  # [s] one step of a paper-scale run, without a new value
+        text = urllib.request.urlopen(f"http://127.0.0.1:{local_ray}/metrics", timeout=5).read().decode()
+    finally:
+        alive.set()
+    assert _exported('ray_elfvla_queue_depth{queue="kept"', text)
+    assert not _exported('ray_elfvla_queue_depth{queue="dropped"', text)  # what it guards against
+
+
+def _exported(name: str, text: str) -> bool:
+    """`name` (optionally with the start of its label set, `metric{label="v"`) is among the samples,
+    whatever labels Ray puts before it."""
+    metric, _, label = name.partition("{")
+    if not label:
+        return metric in text
+    return re.search(re.escape(metric) + r"\{[^}]*" + re.escape(label), text) is not None
 
 
 def test_a_rollout_replica_and_a_scorer_actor_killed_mid_step_lose_nothing(trained):

@@ -43,6 +43,8 @@ def test_serve_teacher_refuses_bad_configs_before_starting_anything(tmp_path, ca
     assert "not loopback" in capsys.readouterr().err
     assert serve_teacher.run(_args("teacher.serve.prot=1")) == 2
     assert "did you mean teacher.serve.port" in capsys.readouterr().err
+    assert serve_teacher.run(_args("cluster.bundle_resources={driver: x}")) == 2  # it reads the pin too
+    assert "cluster.bundle_resources.driver" in capsys.readouterr().err
     yaml_file = tmp_path / "exp.yaml"
     yaml_file.write_text("run: {name: x}\nteacher:\n  backend: {type: coarse}\n  serve: {port: 0}\n")
     assert serve_teacher.run(_args("--config", str(yaml_file))) == 2

@@ -128,6 +128,18 @@ def test_client_falls_back_to_the_analytic_teacher_and_counts(app, requests_):
         wrong_token.diagnose(requests_[:1])
 
 
+def test_deployment_options_pin_replicas_to_their_node_resource():
+    from teacher_service.serve_app import build_app, deployment_options
+
+    serve = TeacherServeConfig(replicas=8, num_cpus_per_replica=8, num_gpus_per_replica=2)
+    pinned = deployment_options(serve, {"elfvla_teacher": 2.0})
+    assert pinned["num_replicas"] == 8
+    assert pinned["ray_actor_options"] == {"num_cpus": 8, "num_gpus": 2, "resources": {"elfvla_teacher": 2.0}}
+    assert "resources" not in deployment_options(serve)["ray_actor_options"]  # unpinned: anywhere it fits
+    app = build_app(TeacherConfig(serve=serve), {"elfvla_teacher": 2.0})  # Serve accepts the options
+    assert app._bound_deployment.ray_actor_options["resources"] == {"elfvla_teacher": 2.0}
+
+
 def test_binding_off_loopback_needs_a_token():
     with pytest.raises(ValidationError, match="not loopback"):
         TeacherServeConfig(host="0.0.0.0")
