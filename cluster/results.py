@@ -58,6 +58,9 @@ def results_markdown(summary: dict, run_dir: Path, images: str) -> str:
         + f", greedy answers for the scores; n = {e['samples']} sampled answers per scene for the all-fail "
         f"ratio (s = {e['threshold']}). Evaluated once per final checkpoint; nothing was tuned on it.",
         "",
+        "## Reference plans on the same scenes",
+        "",
+        reference_markdown(summary),
         "## Method ablation",
         "",
         table_markdown(summary, "method"),
@@ -87,3 +90,42 @@ def results_markdown(summary: dict, run_dir: Path, images: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def reference_markdown(summary: dict) -> str:
+    """PDMS and EPDMS of the expert's plan and of constant velocity on the evaluated scenes, per
+    difficulty: where the student stands (the privileged expert is the ceiling)."""
+    from collections import defaultdict
+
+    import numpy as np
+
+    from driving.baselines import constant_velocity_plan
+    from driving.dataset import SceneDataset
+    from driving.geometry import trajectory_local
+    from scorer import prepare, score
+
+    e = summary["eval"]
+    dataset = SceneDataset(summary["scenes_dir"])
+    entries = list(dataset.entries(e["split"]))[: e.get("max_scenes")]
+    rows: dict[tuple[str, str, str], list[float]] = defaultdict(list)  # (plan, metric, difficulty) -> scores
+    for entry in entries:
+        scene = dataset.load(entry)
+        assert scene.sample is not None, f"{entry.id}: no expert plan"
+        plans = np.stack(
+            [trajectory_local(scene.sample.expert, scene.ego), constant_velocity_plan(scene.ego)]
+        )
+        cache = prepare(scene)
+        for metric in ("pdms", "epdms"):
+            for name, value in zip(("expert", "constant velocity"), score(cache, plans, metric).total):
+                for difficulty in (entry.difficulty, "all"):
+                    rows[(name, metric, difficulty)].append(float(value))
+    difficulties = sorted({d for _, _, d in rows} - {"all"}) + ["all"]
+    header = [f"PDMS {d}" for d in difficulties] + ["EPDMS all"]
+    lines = ["| plan | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    for name in ("expert", "constant velocity"):
+        cells = [np.mean(rows[(name, "pdms", d)]) for d in difficulties] + [
+            np.mean(rows[(name, "epdms", "all")])
+        ]
+        lines.append(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    counts = ", ".join(f"{d} {len(rows[('expert', 'pdms', d)])}" for d in difficulties)
+    return "\n".join(lines) + f"\n\nScenes: {counts}.\n"
