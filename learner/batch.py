@@ -34,7 +34,8 @@ from actors.encoding import (
 )
 from actors.prompts import Prompt
 from actors.rollout import Rollout
-from learner.losses import LossAggregation, group_advantages
+from learner.config import LossAggregation
+from learner.losses import group_advantages
 
 
 @dataclass(frozen=True, eq=False)

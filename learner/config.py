@@ -8,8 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from learner.losses import LossAggregation
-
+LossAggregation = Literal["token-mean", "seq-mean-token-sum"]  # learner.losses.aggregate
 Precision = Literal["auto", "fp32", "bf16"]  # auto: bf16 on a GPU, fp32 on the CPU
 Schedule = Literal["constant", "cosine"]
 

@@ -23,11 +23,10 @@ Where this departs from, or pins down, the paper:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-LossAggregation = Literal["token-mean", "seq-mean-token-sum"]
+from learner.config import LossAggregation
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
