@@ -34,20 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from cluster.jobs import StartupError
     from cluster.ray_runtime import stop_ray
     from cluster.results import write_results_page
-    from cluster.runs import REPO_ROOT, new_run_dir
+    from cluster.runs import REPO_ROOT, config_source, new_run_dir
 
-    if args.resume and args.config:
-        print(
-            "elf-vla ablate: --resume reads the run's own config.yaml; give overrides, not --config",
-            file=sys.stderr,
-        )
-        return 2
-    source = (
-        Path(args.resume) / "config.yaml"
-        if args.resume
-        else (args.config or REPO_ROOT / "configs" / "ablate.yaml")
-    )
     try:
+        source = config_source(args.resume, args.config, REPO_ROOT / "configs" / "ablate.yaml")
         config = load_ablation(source, args.overrides)
     except ConfigError as err:
         print(f"elf-vla ablate: {err}", file=sys.stderr)

@@ -25,16 +25,10 @@ def run(args: argparse.Namespace) -> int:
     from cluster.config import ConfigError, load_config, write_resolved
     from cluster.jobs import StartupError, check_inputs, run_train
     from cluster.ray_runtime import stop_ray
-    from cluster.runs import DEMO_CONFIG, new_run_dir
+    from cluster.runs import DEMO_CONFIG, config_source, new_run_dir
 
-    if args.resume and args.config:
-        print(
-            "elf-vla train: --resume reads the run's own config.yaml; give overrides, not --config",
-            file=sys.stderr,
-        )
-        return 2
-    source = Path(args.resume) / "config.yaml" if args.resume else (args.config or DEMO_CONFIG)
     try:
+        source = config_source(args.resume, args.config, DEMO_CONFIG)
         config = load_config(source, args.overrides)
         check_inputs(config)
     except (ConfigError, StartupError) as err:
