@@ -92,7 +92,14 @@ def test_tables_plots_results_page_and_resume(ablation, tmp_path):
     page = write_results_page(run_dir, tmp_path / "docs" / "results.md")
     text = page.read_text()
     assert "elf-vla ablate (micro)" in text and "16 student responses per step" in text
-    assert table_rows(text) == len(method_rows) + len(data_rows)
+    assert table_first_cells(text) == ["expert", "constant velocity"] + method_rows + data_rows
+    reference = {
+        line.split(" | ")[0][2:]: [float(c) for c in line.strip(" |").split(" | ")[1:]]
+        for line in text.splitlines()
+        if line.startswith(("| expert", "| constant velocity"))
+    }
+    assert all(0.0 <= v <= 1.0 for row in reference.values() for v in row)
+    assert reference["expert"][-2] >= 0.8  # PDMS over all evaluated scenes: the privileged expert drives well
     assert (tmp_path / "docs" / "results" / "all_fail_curves.png").is_file()
     stamp = (run_dir / "cells" / "elf" / "seed-0" / "cell.json").stat().st_mtime
     again = run_ablation(config, run_dir, "resumed")  # every cell is done: nothing runs again
@@ -102,8 +109,13 @@ def test_tables_plots_results_page_and_resume(ablation, tmp_path):
     assert Cell(**again["cells"][0]).arm == "SFT"
 
 
-def table_rows(markdown: str) -> int:
-    return sum(1 for line in markdown.splitlines() if line.startswith("| ") and not line.startswith("| arm"))
+def table_first_cells(markdown: str) -> list[str]:
+    """First cell of every body row of every table on the page, in page order."""
+    return [
+        line.split(" | ")[0][2:]
+        for line in markdown.splitlines()
+        if line.startswith("| ") and not line.startswith(("| arm", "| plan"))
+    ]
 
 
 def test_mean_std_over_seeds():
