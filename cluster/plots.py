@@ -27,6 +27,14 @@ def _pyplot():  # noqa: ANN202 - matplotlib.pyplot, headless
     return plt
 
 
+def _save(fig, path: str | Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
+    """Lay out, write and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path)
+    _pyplot().close(fig)
+    return Path(path)
+
+
 def plot_selection(verdicts: Sequence[SceneVerdict], config: SelectConfig, path: str | Path) -> Path:
     """Scenes in the (mean, variance) plane, coloured by verdict, with the kept region shaded."""
     plt = _pyplot()
@@ -54,10 +62,7 @@ def plot_selection(verdicts: Sequence[SceneVerdict], config: SelectConfig, path:
         title=f"hard-sample selection: {kept} of {len(verdicts)} scenes kept",
     )  # fmt: skip
     ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_training(records: Sequence[StepRecord], out_dir: str | Path) -> list[Path]:
@@ -92,10 +97,7 @@ def plot_training(records: Sequence[StepRecord], out_dir: str | Path) -> list[Pa
     ax.plot(steps, [r.clip_fraction for r in records], marker=".", label="clip fraction")
     ax.set(title="learner", xlabel="step")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    curves = out / "training_curves.png"
-    fig.savefig(curves)
-    plt.close(fig)
+    curves = _save(fig, out / "training_curves.png")
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     bottom = [0.0] * len(records)
@@ -108,10 +110,7 @@ def plot_training(records: Sequence[StepRecord], out_dir: str | Path) -> list[Pa
     )
     ax.set(title="step time by phase [s]", xlabel="step", ylabel="seconds")
     ax.legend(fontsize=8, ncol=4)
-    fig.tight_layout()
-    timing = out / "step_time.png"
-    fig.savefig(timing)
-    plt.close(fig)
+    timing = _save(fig, out / "step_time.png")
     return [curves, timing]
 
 
@@ -142,10 +141,7 @@ def plot_eval(report: EvalReport, out_dir: str | Path) -> list[Path]:
     )
     ax.set(ylim=(0, 1), title=f"per family: {report.split} split, {report.overall['scenes']} scenes")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    bars = out / "eval_families.png"
-    fig.savefig(bars)
-    plt.close(fig)
+    bars = _save(fig, out / "eval_families.png")
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=100)
     bins = np.linspace(0.0, 1.0, 21)
@@ -162,10 +158,7 @@ def plot_eval(report: EvalReport, out_dir: str | Path) -> list[Path]:
         ax.axvline(report.threshold, color="k", lw=0.8, ls="--", label=f"s = {report.threshold}")
         ax.set(title=title, xlabel="score", ylabel="answers")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    hist = out / "eval_scores.png"
-    fig.savefig(hist)
-    plt.close(fig)
+    hist = _save(fig, out / "eval_scores.png")
     return [bars, hist]
 
 
@@ -194,10 +187,7 @@ def plot_ablation(summary: dict, out_dir: str | Path) -> list[Path]:
     axes[0].set_ylabel("share of groups with no correct answer")
     if axes[1].get_lines():
         axes[1].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    curves_png = out / "all_fail_curves.png"
-    fig.savefig(curves_png)
-    plt.close(fig)
+    curves_png = _save(fig, out / "all_fail_curves.png")
 
     method = [a["name"] for a in summary["arms"] if "method" in a["tables"]]
     families = sorted({f for c in cells for f in c["by_family"]})
@@ -216,8 +206,5 @@ def plot_ablation(summary: dict, out_dir: str | Path) -> list[Path]:
     ax.set_xticks(x, families, rotation=45, ha="right", fontsize=7)
     ax.set(ylim=(0, 1), title="test PDMS per family (mean over seeds)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    family_png = out / "family_pdms.png"
-    fig.savefig(family_png)
-    plt.close(fig)
+    family_png = _save(fig, out / "family_pdms.png")
     return [curves_png, family_png]
