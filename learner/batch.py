@@ -234,7 +234,8 @@ def build_train_batch(
     old = torch.zeros(response_mask.shape, dtype=torch.float32)
     for i, (sample, is_shaped) in enumerate(zip(samples, shaped)):
         if not is_shaped:
-            old[i, : len(sample.token_ids)] = torch.as_tensor(sample.logprobs, dtype=torch.float32)
+            # torch.tensor copies: arrays that came back from Ray are read-only
+            old[i, : len(sample.token_ids)] = torch.tensor(sample.logprobs, dtype=torch.float32)
     rewards = torch.tensor([s.score.score for s in samples], dtype=torch.float32)  # type: ignore[union-attr]
     advantages = group_advantages(rewards, torch.tensor(group_ids), std_normalize)
     return TrainBatch(
