@@ -87,6 +87,14 @@ def scrape(url: str, timeout_s: float = 2.0) -> list[str]:
     ]
 
 
+def prometheus_block(lines: Sequence[str], url: str, limit: int = 40) -> str:
+    """The first `limit` scraped series, indented, and how many more there are (one per replica adds up)."""
+    shown = "\n".join("  " + line for line in lines[:limit])
+    if len(lines) > limit:
+        shown += f"\n  ... {len(lines) - limit} more elfvla_ series at {url}"
+    return shown
+
+
 def read_total_steps(run_dir: Path) -> int | None:
     import yaml
 

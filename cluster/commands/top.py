@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cluster.loop import LOG
     from cluster.metrics import read_log
-    from cluster.top import read_total_steps, render, scrape
+    from cluster.top import prometheus_block, read_total_steps, render, scrape
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         while True:
             view = render(read_log(run_dir / LOG), total, f"elf-vla top  {run_dir}")
             if args.metrics_url:
-                view += "\n\nprometheus\n" + "\n".join("  " + line for line in scrape(args.metrics_url)[:40])
+                view += "\n\nprometheus\n" + prometheus_block(scrape(args.metrics_url), args.metrics_url)
             if args.once:
                 print(view)
                 return 0

@@ -102,6 +102,16 @@ def test_metrics_are_scraped_over_http(trained, local_ray):
     rates = [float(v) for v in re.findall(r"ray_elfvla_replica_tokens_per_second\{[^}]*\} (\S+)", text)]
     assert rates and all(rate > 0 for rate in rates)
 
+    # what `elf-vla top --metrics-url` shows: the elfvla_ samples without histogram buckets, capped
+    from cluster.top import prometheus_block, scrape
+
+    url = f"http://127.0.0.1:{local_ray}/metrics"
+    lines = scrape(url)
+    assert len(lines) > 3 and all("elfvla_" in line and "_bucket{" not in line for line in lines)
+    block = prometheus_block(lines, url, limit=3)
+    assert block.splitlines()[:3] == ["  " + line for line in lines[:3]]
+    assert block.splitlines()[3] == f"  ... {len(lines) - 3} more elfvla_ series at {url}"
+
 
 def test_gauges_stay_on_metrics_through_a_long_step(local_ray):
     """Ray drops a gauge series ~20-30 s after it was last set; a run keeps its gauges (`Metrics`) set."""
