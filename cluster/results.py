@@ -95,37 +95,23 @@ def results_markdown(summary: dict, run_dir: Path, images: str) -> str:
 def reference_markdown(summary: dict) -> str:
     """PDMS and EPDMS of the expert's plan and of constant velocity on the evaluated scenes, per
     difficulty: where the student stands (the privileged expert is the ceiling)."""
-    from collections import defaultdict
+    from collections import Counter
 
-    import numpy as np
-
-    from driving.baselines import constant_velocity_plan
     from driving.dataset import SceneDataset
-    from driving.geometry import trajectory_local
-    from scorer import prepare, score
+    from learner.sft import SceneItem, reference_scores
 
     e = summary["eval"]
     dataset = SceneDataset(summary["scenes_dir"])
     entries = list(dataset.entries(e["split"]))[: e.get("max_scenes")]
-    rows: dict[tuple[str, str, str], list[float]] = defaultdict(list)  # (plan, metric, difficulty) -> scores
-    for entry in entries:
-        scene = dataset.load(entry)
-        assert scene.sample is not None, f"{entry.id}: no expert plan"
-        plans = np.stack(
-            [trajectory_local(scene.sample.expert, scene.ego), constant_velocity_plan(scene.ego)]
-        )
-        cache = prepare(scene)
-        for metric in ("pdms", "epdms"):
-            for name, value in zip(("expert", "constant velocity"), score(cache, plans, metric).total):
-                for difficulty in (entry.difficulty, "all"):
-                    rows[(name, metric, difficulty)].append(float(value))
-    difficulties = sorted({d for _, _, d in rows} - {"all"}) + ["all"]
+    items = [SceneItem(dataset.load(entry), None, entry.family, entry.difficulty) for entry in entries]
+    means = reference_scores(items, ("pdms", "epdms"))
+    counts = Counter(entry.difficulty for entry in entries)
+    difficulties = sorted(counts) + ["all"]
+    counts["all"] = len(entries)
     header = [f"PDMS {d}" for d in difficulties] + ["EPDMS all"]
     lines = ["| plan | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
-    for name in ("expert", "constant velocity"):
-        cells = [np.mean(rows[(name, "pdms", d)]) for d in difficulties] + [
-            np.mean(rows[(name, "epdms", "all")])
-        ]
-        lines.append(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
-    counts = ", ".join(f"{d} {len(rows[('expert', 'pdms', d)])}" for d in difficulties)
-    return "\n".join(lines) + f"\n\nScenes: {counts}.\n"
+    for name in ("expert", "constant_velocity"):
+        cells = [means["pdms"][name][d] for d in difficulties] + [means["epdms"][name]["all"]]
+        lines.append(f"| {name.replace('_', ' ')} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    scenes = ", ".join(f"{d} {counts[d]}" for d in difficulties)
+    return "\n".join(lines) + f"\n\nScenes: {scenes}.\n"

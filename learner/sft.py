@@ -111,25 +111,36 @@ def draw_batch(data: SFTData, step: int, config: SFTConfig, rng: np.random.Gener
 # ------------------------------------------------------------------------------ validation ---
 
 
-def baseline_scores(val: Sequence[SceneItem]) -> dict[str, dict[str, float]]:
-    """Mean PDMS of the expert's plan and of constant velocity on the validation scenes."""
+def baseline_scores(val: Sequence[SceneItem], metric: str = "pdms") -> dict[str, dict[str, float]]:
+    """Mean PDMS of the expert's plan and of constant velocity on the validation scenes: plan ->
+    difficulty (and "all") -> mean."""
+    return reference_scores(val, (metric,))[metric]
+
+
+def reference_scores(
+    items: Sequence[SceneItem], metrics: Sequence[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean score of the expert's plan and of constant velocity on `items` under each metric, each scene
+    prepared once: metric -> plan ("expert", "constant_velocity") -> difficulty (and "all") -> mean."""
     from driving.baselines import constant_velocity_plan
     from driving.geometry import trajectory_local
     from scorer import prepare, score
 
-    rows: dict[str, list[tuple[str, float]]] = {"expert": [], "constant_velocity": []}
-    for item in val:
-        assert item.scene.sample is not None
+    names = ("expert", "constant_velocity")
+    rows: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)  # (metric, plan) -> pairs
+    for item in items:
+        assert item.scene.sample is not None, f"{item.scene.id}: no expert plan"
         plans = np.stack(
             [
                 trajectory_local(item.scene.sample.expert, item.scene.ego),
                 constant_velocity_plan(item.scene.ego),
             ]
         )
-        totals = score(prepare(item.scene), plans, "pdms").total
-        rows["expert"].append((item.difficulty, float(totals[0])))
-        rows["constant_velocity"].append((item.difficulty, float(totals[1])))
-    return {name: _means(pairs) for name, pairs in rows.items()}
+        cache = prepare(item.scene)
+        for metric in metrics:
+            for name, total in zip(names, score(cache, plans, metric).total):
+                rows[(metric, name)].append((item.difficulty, float(total)))
+    return {metric: {name: _means(rows[(metric, name)]) for name in names} for metric in metrics}
 
 
 def _means(pairs: Sequence[tuple[str, float]]) -> dict[str, float]:
