@@ -9,6 +9,7 @@ values at the knots carry the same rounding as NAVSIM's. Times are integer micro
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from scorer.constants import DT, NUM_STATES
 
@@ -17,6 +18,12 @@ TWO_PI = 2.0 * np.pi
 
 def normalize_angle(angle: np.ndarray) -> np.ndarray:
     """Wrap to [-π, π] with atan2 (NAVSIM's `normalize_angle`)."""
+    return np.arctan2(np.sin(angle), np.cos(angle))
+
+
+@njit(cache=True, error_model="numpy")
+def wrap_angle(angle: float) -> float:
+    """`normalize_angle` of one angle, for compiled code (the C library's sin, cos and atan2)."""
     return np.arctan2(np.sin(angle), np.cos(angle))
 
 

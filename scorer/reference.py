@@ -49,6 +49,7 @@ from scorer.constants import (
     PLANNER_HORIZON_POSES,
     SPEED_LIMIT_FRACTIONS,
 )
+from scorer.interp import wrap_angle
 from scorer.observation import Observation
 from scorer.paths import Path
 from scorer.planar import polygon_distance, rings
@@ -233,7 +234,7 @@ def _interpolate(
     x = slope[i, 0] * (d - progress[i - 1]) + states[i - 1, 0]
     y = slope[i, 1] * (d - progress[i - 1]) + states[i - 1, 1]
     h = slope[i, 2] * (d - progress[i - 1]) + states[i - 1, 2]
-    return x, y, np.arctan2(np.sin(h), np.cos(h))
+    return x, y, wrap_angle(h)
 
 
 @njit(cache=True, error_model="numpy")
@@ -286,7 +287,7 @@ def _lead_update(
             heading, speed = lead_attributes[f, j, nearest, 0], lead_attributes[f, j, nearest, 1]
             if lead_attributes[f, j, nearest, 3] == 0.0:  # not a red light
                 relative = heading - poses[j, 2]
-                along = np.cos(np.arctan2(np.sin(relative), np.cos(relative))) * speed
+                along = np.cos(wrap_angle(relative)) * speed
                 velocity = along if lead_attributes[f, j, nearest, 2] > 0.0 else 0.0  # agents move
         else:
             record[j, 0] = path_end[j // N_POLICIES]

@@ -52,6 +52,7 @@ from scorer.constants import (
     WHEEL_BASE,
     S,
 )
+from scorer.interp import wrap_angle
 
 TWO_PI = 2.0 * np.pi
 H = TRACKING_HORIZON
@@ -95,11 +96,6 @@ HORIZON_WEIGHTS = np.vstack([np.ones(H), _K, _KVV])  # (5, H)
 
 
 @njit(cache=True, error_model="numpy")
-def _wrap(angle: float) -> float:
-    return np.arctan2(np.sin(angle), np.cos(angle))
-
-
-@njit(cache=True, error_model="numpy")
 def _profiles(poses: np.ndarray, fit: np.ndarray, velocity: np.ndarray, curvature: np.ndarray) -> None:
     """(N, 3) reference poses of one row -> velocity (N-1,) [m/s] and curvature (N-1,) [1/m] profiles,
     fitted by regularised least squares as NAVSIM's tracker utilities: the velocity with the fixed operator
@@ -109,7 +105,7 @@ def _profiles(poses: np.ndarray, fit: np.ndarray, velocity: np.ndarray, curvatur
     proj, heading_disp = np.empty(m), np.empty(m)
     for i in range(m):
         h = poses[i, 2]
-        heading_disp[i] = _wrap(poses[i + 1, 2] - h)
+        heading_disp[i] = wrap_angle(poses[i + 1, 2] - h)
         proj[i] = np.cos(h) * (poses[i + 1, 0] - poses[i, 0]) + np.sin(h) * (poses[i + 1, 1] - poses[i, 1])
     sol = np.zeros(m)  # [v0, a_0..a_{M-2}] = fit @ proj
     for i in range(m):
@@ -235,7 +231,7 @@ def _track(
         # --- tracker (LQR) -----------------------------------------------------------------------
         ref_h = poses[t, 2]
         lateral = (x - poses[t, 0]) * -np.sin(ref_h) + (y - poses[t, 1]) * np.cos(ref_h)
-        heading_err = _wrap(h - ref_h)
+        heading_err = wrap_angle(h - ref_h)
         v_ref = velocity[ref]
         v_err = v - v_ref
         stop = v_ref <= STOPPING_VELOCITY and v <= STOPPING_VELOCITY
@@ -247,7 +243,7 @@ def _track(
         b1 = B1[0] * v + B1[1] * d
         e0 = lateral + a01 * heading_err + (A02[0] * vv + A02[1] * vd + A02[2] * dd) * steer
         e0 = e0 + (g0_vv * vv + g0_vd * vd + g0_dd * dd)
-        e1 = _wrap(heading_err + a01 / WHEEL_BASE * steer + (g1_v * v + g1_d * d))
+        e1 = wrap_angle(heading_err + a01 / WHEEL_BASE * steer + (g1_v * v + g1_d * d))
         b0q, b1q = b0 * Q_LAT[0], b1 * Q_LAT[1]
         steer_cmd = 0.0 if stop else -(b0q * e0 + b1q * e1) / (b0q * b0 + b1q * b1 + R_LAT)
         # --- kinematic bicycle with actuator lags (heading wrapped once, after the loop) ----------
