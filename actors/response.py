@@ -11,7 +11,8 @@
 
 Example (no whitespace between sections, which is how `render_response` writes it):
 
-    <think>vehicle 14 m ahead slower; red light 31 m ahead; intent: keep lane, decelerate, go straight.</think>
+    <think>road straight; vehicle 14 m ahead slower; red light 31 m ahead; intent: keep lane, decelerate, go
+    straight.</think>
     <action>keep_lane,decelerate</action><traj>(+4.95,+0.02,+0.00)(+9.60,+0.05,+0.01)...(+30.12,+0.40,+0.02)</traj>
 
 `parse_response` never raises: any string gives a `Response` or a `ParseError` whose kind says what is wrong.
@@ -20,8 +21,9 @@ Checks, in this order: sections present (MISSING_SECTION), each once, in order, 
 finite numbers (NON_FINITE), then plausibility (ABSURD_VALUE): no step longer than 25 m in 0.5 s (180 km/h),
 |heading| <= π, no pose more than 2 m behind the start (the ego never reverses in these scenes).
 
-The ground-truth `think` is generated from the scene (`scene_think`): up to 3 nearest relevant agents with
-their distance, bearing and motion, the state of a signal on the route ahead, and the intent (meta action and
+The ground-truth `think` is generated from the scene (`scene_think`): the shape of the road ahead (how far
+the route's lane bends sideways over the next 4 s of travel), up to 3 nearest relevant agents with their
+distance, bearing and motion, the state of a signal on the route ahead, and the intent (meta action and
 command). It is derived, not annotated, so it says only what the scene data knows. The meta action is the
 generator's (`sample.meta_action`); `derive_meta_action` reads one off the plan for scenes without it
 (e.g. NAVSIM exports), by thresholds on the final heading, lateral offset and speed, blind to the map.
@@ -61,6 +63,11 @@ RELEVANT_AHEAD_S = 3.0  # [s] agents up to this many seconds of ego travel ahead
 RELEVANT_SIDE_M = 6.0  # [m] |local y| of agents the think mentions at t = 0
 ENTERING_SIDE_M = 3.0  # [m] |local y| at t = 2 s of agents entering the ego's path (crossing, cut-in)
 LIGHT_RANGE_M = 60.0  # [m] a signal on the route this close ahead is mentioned
+ROAD_HORIZON_S = (
+    4.0  # [s] the road's bend is read over the distance covered in this time at the current speed
+)
+ROAD_MIN_REACH_M = 10.0  # [m] ... but at least this far
+ROAD_STRAIGHT_M = 0.3  # [m] a smaller sideways bend over that distance reads "road straight"
 
 
 # --------------------------------------------------------------------------------- containers ---
@@ -247,13 +254,36 @@ def _light_phrase(scene: Scene) -> str | None:
     return f"{'red' if best[1] else 'green'} light {round(best[0])} m ahead"
 
 
+def road_ahead_offset(scene: Scene) -> float:
+    """[m] How far the route's centerline (PDM-Closed's, from the ego's lane) bends to the left (+) over the
+    distance the ego covers in 4 s at its current speed (at least 10 m): the centerline's lateral position
+    there minus its lateral position beside the ego, in the ego frame."""
+    from scorer import prepare  # lazy: the compiled scorer is not needed to parse or render responses
+
+    line = prepare(scene).route.centerline
+    ego = scene.ego
+    start = float(line.project(np.array([ego.x, ego.y], dtype=np.float64)))
+    reach = max(ROAD_HORIZON_S * ego.vx, ROAD_MIN_REACH_M)
+    beside, ahead = global_to_local(line.interpolate(np.array([start, start + reach])), ego_origin(ego))
+    return float(ahead[1] - beside[1])
+
+
+def road_phrase(scene: Scene) -> str:
+    """`road straight` or `road bends right 1.4 m`: what the camera shows of the lane ahead."""
+    offset = road_ahead_offset(scene)
+    if abs(offset) < ROAD_STRAIGHT_M:
+        return "road straight"
+    return f"road bends {'left' if offset > 0 else 'right'} {abs(offset):.1f} m"
+
+
 def scene_think(scene: Scene, meta_action: MetaAction) -> str:
-    """`vehicle 14 m ahead slower; red light 23 m ahead; intent: keep lane, decelerate, go straight.`"""
-    parts = _agent_phrases(scene)
+    """`road straight; vehicle 14 m ahead slower; red light 23 m ahead; intent: keep lane, decelerate, go
+    straight.`"""
+    parts = [road_phrase(scene), *_agent_phrases(scene)]
     light = _light_phrase(scene)
     if light:
         parts.append(light)
-    if not parts:
+    if len(parts) == 1:
         parts.append("road clear")
     command = scene.sample.command if scene.sample else "unknown"
     intent = (

@@ -73,13 +73,16 @@ CameraPreset = Literal["default", "tiny"]
 _PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # What the tiny student sees: an elevated virtual camera pitched down so the horizon sits near the
-    # top, which spreads the road's curvature over most of the 64 rows (PITFALLS.md).
+    # top, which spreads the road's curvature over most of the 64 rows (PITFALLS.md). 40 deg of field of
+    # view: a gentle bend 30-70 m ahead moves ~2x the pixels it moves at 70 deg (a 1.5 m bend at 55 m:
+    # ~2.4 px, not ~1.3). Measured with the road-shape think: the 12k-scene SFT student went from 0.750 to
+    # 0.795 PDMS on common validation scenes (curved roads 0.570 -> 0.669) with this camera.
     "tiny": {
         "width": 64,
         "height": 64,
-        "fov_deg": 70.0,
+        "fov_deg": 40.0,
         "mount_height": 4.5,
-        "pitch_deg": 24.0,
+        "pitch_deg": 16.5,
         "supersample": 4,
     },
 }

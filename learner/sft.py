@@ -82,7 +82,7 @@ def build_sft_data(
     config: SFTConfig,
     on_feedback: Callable[[], None] | None = None,
 ) -> SFTData:
-    """q_base samples of every training scene; QA for as many scenes as stage 1 draws samples (three
+    """q_base samples of every training scene; QA for as many scenes as stage 1 draws samples (four
     questions each); q_fb samples for the first `feedback_scenes`."""
     rng = np.random.default_rng(config.seed)
     qa_scenes = list(train)[: config.stage1_steps * config.batch_size]

@@ -5,8 +5,9 @@ This is the one learner module that reads scenes (DESIGN keeps `learner/` scene-
 data here): everything it derives comes from the scene JSON through `driving`, `scorer` and the analytic
 teacher, and leaves as (prompt, target text) pairs.
 
-Stage 1 (the paper's driving-knowledge pre-training, here three generated questions per scene):
+Stage 1 (the paper's driving-knowledge pre-training, here four generated questions per scene):
   * drivable area: how far the road is drivable straight ahead and to each side of the ego [m]
+  * road shape: which way and how far the lane ahead bends over the next 4 s (only the image shows it)
   * nearest objects: up to 3 road users within 60 m, with type, distance, bearing and motion
   * what to do: the meta action and the ground-truth think that justifies it
 Stage 2 feedback samples (q_fb -> ground truth): the ground-truth plan is perturbed into a failing one
@@ -31,6 +32,7 @@ from actors.response import (
     format_number,
     ground_truth_response,
     render_response,
+    road_phrase,
     scene_think,
     wrap_poses,
 )
@@ -109,7 +111,7 @@ def nearest_objects(scene: Scene) -> str:
 
 
 def qa_samples(scene: Scene, image: Image.Image | None) -> list[SFTSample]:
-    """The three driving-knowledge questions of a scene with their generated answers."""
+    """The four driving-knowledge questions of a scene with their generated answers."""
     ahead, left, right = drivable_extent(scene)
     meta = scene.sample.meta_action if scene.sample and scene.sample.meta_action else None
     plan = wrap_poses(trajectory_local(scene.sample.expert, scene.ego)) if scene.sample else None
@@ -119,6 +121,9 @@ def qa_samples(scene: Scene, image: Image.Image | None) -> list[SFTSample]:
             _qa_prompt(scene, image, "How far is the road drivable ahead and to each side?"),
             f"drivable {ahead:.0f} m ahead, {left:.1f} m left, {right:.1f} m right.",
             "qa",
+        ),
+        SFTSample(
+            _qa_prompt(scene, image, "Which way does the road go ahead?"), road_phrase(scene) + ".", "qa"
         ),
         SFTSample(
             _qa_prompt(scene, image, "Which road users are nearest, and how far?"),

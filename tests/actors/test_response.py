@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,8 @@ from actors.response import (
     ground_truth_response,
     parse_response,
     render_response,
+    road_ahead_offset,
+    road_phrase,
     scene_think,
 )
 from driving.geometry import trajectory_local, wrap_angle
@@ -62,6 +65,17 @@ def test_think_names_objects_and_intent(scenes):
         think = scene_think(scene, scene.sample.meta_action)
         assert "intent:" in think and "<" not in think
         assert scene.sample.meta_action.longitudinal.replace("_", " ") in think
+
+
+def test_road_shape_read_off_the_route():
+    """The shared curved scene is an arc of R = 80 m followed at 10 m/s: over the 40 m covered in 4 s the lane
+    bends R (1 - cos(40 / R)) = 9.79 m to the left; the straight scene's lane does not bend."""
+    data = Path(__file__).parents[1] / "data" / "scenes"
+    curved = load_scene(data / "01_safe_curved.json")
+    expected = 80.0 * (1.0 - math.cos(40.0 / 80.0))
+    assert road_ahead_offset(curved) == pytest.approx(expected, abs=0.05)
+    assert road_phrase(curved) == f"road bends left {expected:.1f} m"
+    assert road_phrase(load_scene(data / "02_collision_lead_vehicle.json")) == "road straight"
 
 
 def test_derive_meta_action():

@@ -8,17 +8,21 @@ import json
 
 import numpy as np
 
+from actors.response import road_phrase
 from learner.sft_data import FAIL_BELOW, failing_plan, feedback_sample, qa_samples
 
 
 def test_qa_answers_come_from_the_scene(learner_scenes):
     scene = learner_scenes[0]
-    drivable, objects, action = qa_samples(scene, None)
+    drivable, road, objects, action = qa_samples(scene, None)
     assert drivable.target.startswith("drivable ") and " m ahead" in drivable.target
+    assert road.target in ("road straight.", f"{road_phrase(scene)}.")
     assert objects.target.endswith(".")
     meta = scene.sample.meta_action
     assert action.target.startswith(f"{meta.lateral},{meta.longitudinal}: ")
-    assert all(s.kind == "qa" and s.prompt.turns[0].text.endswith("?") for s in (drivable, objects, action))
+    assert all(
+        s.kind == "qa" and s.prompt.turns[0].text.endswith("?") for s in (drivable, road, objects, action)
+    )
 
 
 def test_feedback_sample_corrects_a_failing_plan(learner_scenes):
