@@ -63,9 +63,7 @@ RELEVANT_AHEAD_S = 3.0  # [s] agents up to this many seconds of ego travel ahead
 RELEVANT_SIDE_M = 6.0  # [m] |local y| of agents the think mentions at t = 0
 ENTERING_SIDE_M = 3.0  # [m] |local y| at t = 2 s of agents entering the ego's path (crossing, cut-in)
 LIGHT_RANGE_M = 60.0  # [m] a signal on the route this close ahead is mentioned
-ROAD_HORIZON_S = (
-    4.0  # [s] the road's bend is read over the distance covered in this time at the current speed
-)
+ROAD_HORIZON_S = 4.0  # [s] the road's bend is read over the distance covered in this time at current speed
 ROAD_MIN_REACH_M = 10.0  # [m] ... but at least this far
 ROAD_STRAIGHT_M = 0.3  # [m] a smaller sideways bend over that distance reads "road straight"
 
@@ -279,12 +277,11 @@ def road_phrase(scene: Scene) -> str:
 def scene_think(scene: Scene, meta_action: MetaAction) -> str:
     """`road straight; vehicle 14 m ahead slower; red light 23 m ahead; intent: keep lane, decelerate, go
     straight.`"""
-    parts = [road_phrase(scene), *_agent_phrases(scene)]
+    seen = _agent_phrases(scene)
     light = _light_phrase(scene)
     if light:
-        parts.append(light)
-    if len(parts) == 1:
-        parts.append("road clear")
+        seen.append(light)
+    parts = [road_phrase(scene), *(seen or ["road clear"])]
     command = scene.sample.command if scene.sample else "unknown"
     intent = (
         f"intent: {meta_action.lateral.replace('_', ' ')}, {meta_action.longitudinal.replace('_', ' ')}, "
