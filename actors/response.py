@@ -227,6 +227,8 @@ def _agent_phrases(scene: Scene) -> list[str]:
         motion = _motion(agent, h, float(math.hypot(now[3], now[4])), scene.ego.vx)
         if motion:
             words.append(motion)
+        if agent.braking:
+            words.append("braking")  # its brake lights are on in the image
         found.append((dist, " ".join(words)))
     return [phrase for _, phrase in sorted(found)[:MAX_THINK_AGENTS]]
 

@@ -66,6 +66,8 @@ GLASS: RGB = (45, 55, 70)
 DARK: RGB = (40, 40, 45)
 LIGHT_DIR = np.array([-0.35, 0.45, 0.82]) / np.linalg.norm([-0.35, 0.45, 0.82])  # towards the sun
 LAMP_BOTTOM_M, LAMP_TOP_M = 3.0, 4.0  # [m] height of the signal heads
+BRAKE_LIGHT: RGB = (255, 35, 35)
+BRAKE_BAR = (0.28, 0.52)  # [fraction of height] the lit band across a braking vehicle's rear
 
 # ------------------------------------------------------------------------------------- config ---
 
@@ -296,15 +298,32 @@ def _draw_boxes(draw: ImageDraw.ImageDraw, cam: _Pinhole, boxes: list[_Box]) -> 
 
 
 def _agent_boxes(
-    agent_type: str, x: float, y: float, h: float, length: float, width: float, height: float, colour: RGB
+    agent_type: str,
+    x: float,
+    y: float,
+    h: float,
+    length: float,
+    width: float,
+    height: float,
+    colour: RGB,
+    braking: bool = False,
 ) -> list[_Box]:
-    """An agent as one or two boxes: cars get a glass cabin, people and riders a darker lower part."""
+    """An agent as one or two boxes: cars get a glass cabin, people and riders a darker lower part; a
+    braking vehicle a lit red band across its rear (wide enough to read at 64 px)."""
+    c, s = math.cos(h), math.sin(h)
+    lamps = []
+    if braking:
+        rear = -(length / 2 + 0.02)  # [m] the band's centre, just behind the rear face
+        lamps = [
+            _Box(x + c * rear, y + s * rear, h, 0.06, 0.92 * width, BRAKE_BAR[0] * height,
+                 BRAKE_BAR[1] * height, BRAKE_LIGHT, lit=True)
+        ]  # fmt: skip
     if agent_type == "vehicle" and length <= TRUCK_LENGTH_M:
-        c, s = math.cos(h), math.sin(h)
         back = -0.08 * length  # [m] cabin sits a little behind the centre
         return [
             _Box(x, y, h, length, width, 0.0, 0.55 * height, colour),
             _Box(x + c * back, y + s * back, h, 0.5 * length, 0.88 * width, 0.55 * height, height, GLASS),
+            *lamps,
         ]
     if agent_type in ("pedestrian", "bicycle"):
         lower = DARK if agent_type == "bicycle" else (60, 60, 90)
@@ -312,7 +331,7 @@ def _agent_boxes(
             _Box(x, y, h, length, width, 0.0, 0.5 * height, lower),
             _Box(x, y, h, min(length, 0.6), min(width, 0.6), 0.5 * height, height, colour),
         ]
-    return [_Box(x, y, h, length, width, 0.0, height, colour)]
+    return [_Box(x, y, h, length, width, 0.0, height, colour), *lamps]
 
 
 def _light_boxes(lt: LightMarker) -> list[_Box]:
@@ -348,9 +367,8 @@ def _object_groups(
             else DEFAULT_HEIGHTS[agent.type]
         )
         height = agent.height or default
-        boxes = _agent_boxes(
-            agent.type, x, y, h, agent.length, agent.width, height, agent_colour(agent.id, agent.type)
-        )
+        colour = agent_colour(agent.id, agent.type)
+        boxes = _agent_boxes(agent.type, x, y, h, agent.length, agent.width, height, colour, agent.braking)
         groups.append((x, y, i, boxes))
     for j, lt in enumerate(lights):
         groups.append((lt.x, lt.y, len(scene.agents) + j, _light_boxes(lt)))

@@ -35,6 +35,7 @@ AgentType = Literal[
     "vehicle", "pedestrian", "bicycle", "traffic_cone", "barrier", "czone_sign", "generic_object"
 ]
 STATIC_AGENT_TYPES = frozenset({"traffic_cone", "barrier", "czone_sign", "generic_object"})
+BRAKING_DECEL = 1.0  # [m/s2] a vehicle slowing harder than this over its first 0.5 s frame shows brake lights
 Command = Literal["left", "straight", "right", "unknown"]
 LateralAction = Literal["keep_lane", "change_left", "change_right", "turn_left", "turn_right"]
 LongitudinalAction = Literal["accelerate", "keep_speed", "decelerate", "stop"]
@@ -235,6 +236,18 @@ class Agent(_Strict):
     @property
     def is_static(self) -> bool:
         return self.type in STATIC_AGENT_TYPES
+
+    @property
+    def braking(self) -> bool:
+        """A moving vehicle that slows by more than BRAKING_DECEL over its first 0.5 s frame: its brake
+        lights are on at t = 0 (what a camera sees of its deceleration)."""
+        if self.type != "vehicle":
+            return False
+        now, nxt = self.state_at_frame(0), self.state_at_frame(1)
+        if now is None or nxt is None:
+            return False
+        drop = math.hypot(now[3], now[4]) - math.hypot(nxt[3], nxt[4])
+        return drop > BRAKING_DECEL * POSE_INTERVAL_S
 
     def state_at_frame(self, frame: int) -> AgentStateRow | None:
         """State at 0.5 s frame `frame` (None where the agent is absent)."""

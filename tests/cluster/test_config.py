@@ -22,6 +22,19 @@ def test_demo_config_loads():
     assert cfg.scenes.camera.width == 64
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in DEMO_CONFIG.parent.glob("*.yaml")))
+def test_every_shipped_config_validates(name):
+    from cluster.ablate import AblationConfig
+
+    cfg = load_config(
+        DEMO_CONFIG.parent / name, model=AblationConfig if name == "ablate.yaml" else ExperimentConfig
+    )
+    assert cfg.run.name, name
+    if name == "sft_cpu.yaml":  # the full CPU SFT generates its own scenes: 200 QA + 2,200 steps
+        assert cfg.sft.scenes_dir is None and cfg.scenes.count == 12000
+        assert (cfg.sft.stage1_steps, cfg.sft.stage2_steps) == (200, 2200)
+
+
 def test_dotted_overrides_are_typed(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("scenes: {count: 10}\n")

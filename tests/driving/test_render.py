@@ -158,6 +158,31 @@ def test_red_and_green_lights_colour_the_lamp():
     assert np.argmax(LIGHT_COLOURS[True]) == 0 and np.argmax(LIGHT_COLOURS[False]) == 1
 
 
+def _lead(speed_after_half_second: float) -> dict:
+    """A car 12 m ahead at 8 m/s whose speed 0.5 s later is given (two frames of states)."""
+    frames = []
+    for t, v in ((0.0, 8.0), (0.5, speed_after_half_second)):
+        x, y, h = _global(12.0 + 8.0 * t, 0.0)
+        frames.append([x, y, h, v * math.cos(h), v * math.sin(h)])
+    return {"id": "lead", "type": "vehicle", "length": 4.5, "width": 1.9, "height": 1.6, "states": frames}
+
+
+def test_a_braking_vehicle_shows_a_lit_red_band_across_its_rear():
+    braking, cruising = (scene_from_dict({**_scene().model_dump(), "agents": [_lead(v)]}) for v in (7.0, 7.8))
+    assert braking.agents[0].braking and not cruising.agents[0].braking  # 2.0 vs 0.4 m/s2
+    u, v, _ = _pinhole(CAM, (12.0 - 2.25, 0.0, 0.4 * 1.6))  # the middle of the rear face, band height
+    lit, plain = _rgb(render_camera(braking, CAM), u, v), _rgb(render_camera(cruising, CAM), u, v)
+    assert lit[0] > 200 and lit[1] < 80 and lit[2] < 80, lit
+    assert not (plain[0] > 200 and plain[1] < 80), plain
+    # the student's ground-truth think says what the image shows
+    from actors.response import scene_think
+    from driving.scene import MetaAction
+
+    meta = MetaAction(lateral="keep_lane", longitudinal="decelerate")
+    assert "vehicle 12 m ahead faster braking;" in scene_think(braking, meta)  # the ego drives at 5 m/s
+    assert "braking" not in scene_think(cruising, meta)
+
+
 def test_plans_are_drawn_on_the_camera_image():
     scene = _scene()
     plan = np.array([[2.5 * (i + 1), 0.0, 0.0] for i in range(8)])
