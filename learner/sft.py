@@ -67,7 +67,9 @@ class EvalResult:
 @dataclass
 class SFTResult:
     steps: int
-    checkpoint: Path | None
+    checkpoint: Path | None  # the last step's
+    best: Path | None = None  # the checkpoint with the highest validation PDMS (the earliest on ties)
+    best_step: int | None = None
     evals: list[EvalResult] = field(default_factory=list)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # plan -> difficulty|all -> PDMS
     seconds: float = 0.0  # [s] training + validation
@@ -247,7 +249,21 @@ def run_sft(
                     )
                 if done % config.checkpoint_every == 0 or done == total:
                     result.checkpoint = group.save(run_dir / "checkpoints" / f"step-{done:06d}")
+                    _keep_best(result, done)
     finally:
         result.seconds = time.perf_counter() - start
         group.shutdown()
     return result
+
+
+def _keep_best(result: SFTResult, step: int) -> None:
+    """After the checkpoint of `step`: make it `result.best` if it was validated at that step and beats
+    the best so far. The student's validation PDMS moves by a few hundredths between checkpoints of one
+    run (measured: 0.80 at step 1,800 and 0.77 at 2,400 on 348 common scenes), so the last is not
+    always the best."""
+    ev = result.evals[-1] if result.evals and result.evals[-1].step == step else None
+    if ev is None:
+        return
+    best = next((e for e in result.evals if e.step == result.best_step), None)
+    if best is None or ev.pdms > best.pdms:
+        result.best, result.best_step = result.checkpoint, step

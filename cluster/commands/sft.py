@@ -2,7 +2,8 @@
 
 RUN/scenes/            the generated scene set (unless sft.scenes_dir names an existing one)
 RUN/student-init/      the fresh tiny student (unless sft.student_dir names one)
-RUN/checkpoints/step-N student folders (HF model + DeepSpeed state); the last one is the SFT model
+RUN/checkpoints/step-N student folders (HF model + DeepSpeed state): the last one, and the best by
+                       validation PDMS (`best_checkpoint` of the summary; validate where you checkpoint)
 RUN/sft_log.jsonl      one line per step and per validation
 RUN/sft_summary.json   validation PDMS vs constant velocity and the expert, format errors, minutes
 """
@@ -77,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     (run_dir / "sft_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(_table(summary))
     print(f"[sft] done in {summary['minutes_total']:.1f} min: {result.checkpoint or run_dir}")
+    if result.best is not None and result.best != result.checkpoint:
+        best = next(e for e in result.evals if e.step == result.best_step)
+        print(f"      best validation PDMS {best.pdms:.3f} at step {result.best_step}: {result.best}")
     return 0
 
 
@@ -135,6 +139,8 @@ def _summary(result, prepared_s: float, total_s: float) -> dict:  # noqa: ANN001
     return {
         "steps": result.steps,
         "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+        "best_checkpoint": str(result.best) if result.best else None,  # by validation PDMS
+        "best_step": result.best_step,
         "student": asdict(last) if last else None,
         "format_error_rate": last.format_error_rate if last else None,
         "baselines": result.baselines,

@@ -58,10 +58,10 @@ def test_sft_micro_run_writes_a_checkpoint(student_dir, tmp_path):
         "sft.batch_size=3",
         "sft.feedback_scenes=3",
         "sft.feedback_fraction=0.5",
-        "sft.eval_every=5",
+        "sft.eval_every=2",
         "sft.eval_scenes=2",
         "sft.max_new_tokens=8",
-        "sft.checkpoint_every=5",
+        "sft.checkpoint_every=4",
     ]
     assert sft.run(parser.parse_args(["--config", "/dev/null", *overrides])) == 0
     [run_dir] = tmp_path.glob("*-sft-*")
@@ -69,11 +69,33 @@ def test_sft_micro_run_writes_a_checkpoint(student_dir, tmp_path):
     steps = [x for x in lines if "loss" in x]
     assert [x["stage"] for x in steps] == [1, 1, 2, 2, 2]
     assert all(np.isfinite(x["loss"]) for x in steps)
-    [evaluation] = [x["eval"] for x in lines if "eval" in x]
-    assert evaluation["scenes"] == 2 and evaluation["format_errors"] == 2  # 8 tokens cannot make an answer
+    evaluations = [x["eval"] for x in lines if "eval" in x]
+    assert [e["step"] for e in evaluations] == [2, 4, 5]  # every 2 steps and at the end
+    for evaluation in evaluations:  # 8 tokens cannot make an answer
+        assert evaluation["scenes"] == 2 and evaluation["format_errors"] == 2 and evaluation["pdms"] == 0.0
     summary = json.loads((run_dir / "sft_summary.json").read_text())
     assert summary["baselines"]["expert"]["all"] > summary["baselines"]["constant_velocity"]["all"] - 1
     checkpoint = run_dir / "checkpoints" / "step-000005"
     assert summary["checkpoint"] == str(checkpoint)
+    # checkpoints at 4 and 5, both validated at 0.0: the earlier is the best
+    assert (summary["best_step"], summary["best_checkpoint"]) == (
+        4,
+        str(run_dir / "checkpoints" / "step-000004"),
+    )
     assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "deepspeed").is_dir()
     assert HFEngine.from_dir(str(checkpoint)).version == 0  # a student folder the engines can serve
+
+
+def test_the_best_checkpoint_is_the_best_validated_one():
+    from pathlib import Path
+
+    from learner.sft import EvalResult, SFTResult, _keep_best
+
+    result = SFTResult(steps=8, checkpoint=None)
+    for step, pdms in ((2, 0.5), (4, 0.7), (6, 0.6), (8, None)):  # step 8 is checkpointed, not validated
+        if pdms is not None:
+            result.evals.append(EvalResult(step, 10, pdms, 0, {"common": pdms}, 1.0))
+        result.checkpoint = Path(f"step-{step}")
+        _keep_best(result, step)
+    assert (result.best, result.best_step) == (Path("step-4"), 4)
+    assert result.checkpoint == Path("step-8")
