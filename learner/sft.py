@@ -69,7 +69,7 @@ class SFTResult:
     steps: int
     checkpoint: Path | None  # the last step's
     best: Path | None = None  # the checkpoint with the highest validation PDMS (the earliest on ties)
-    best_step: int | None = None
+    best_eval: EvalResult | None = None  # its validation
     evals: list[EvalResult] = field(default_factory=list)
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # plan -> difficulty|all -> PDMS
     seconds: float = 0.0  # [s] training + validation
@@ -262,8 +262,5 @@ def _keep_best(result: SFTResult, step: int) -> None:
     run (measured: 0.80 at step 1,800 and 0.77 at 2,400 on 348 common scenes), so the last is not
     always the best."""
     ev = result.evals[-1] if result.evals and result.evals[-1].step == step else None
-    if ev is None:
-        return
-    best = next((e for e in result.evals if e.step == result.best_step), None)
-    if best is None or ev.pdms > best.pdms:
-        result.best, result.best_step = result.checkpoint, step
+    if ev is not None and (result.best_eval is None or ev.pdms > result.best_eval.pdms):
+        result.best, result.best_eval = result.checkpoint, ev

@@ -78,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
     (run_dir / "sft_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(_table(summary))
     print(f"[sft] done in {summary['minutes_total']:.1f} min: {result.checkpoint or run_dir}")
-    if result.best is not None and result.best != result.checkpoint:
-        best = next(e for e in result.evals if e.step == result.best_step)
-        print(f"      best validation PDMS {best.pdms:.3f} at step {result.best_step}: {result.best}")
+    best = result.best_eval
+    if best is not None and result.best != result.checkpoint:
+        print(f"      best validation PDMS {best.pdms:.3f} at step {best.step}: {result.best}")
     return 0
 
 
@@ -140,7 +140,7 @@ def _summary(result, prepared_s: float, total_s: float) -> dict:  # noqa: ANN001
         "steps": result.steps,
         "checkpoint": str(result.checkpoint) if result.checkpoint else None,
         "best_checkpoint": str(result.best) if result.best else None,  # by validation PDMS
-        "best_step": result.best_step,
+        "best_step": result.best_eval.step if result.best_eval else None,
         "student": asdict(last) if last else None,
         "format_error_rate": last.format_error_rate if last else None,
         "baselines": result.baselines,
