@@ -4,13 +4,15 @@ loss) and `SFTConfig` (the two-stage supervised warm-up before RL)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 LossAggregation = Literal["token-mean", "seq-mean-token-sum"]  # learner.losses.aggregate
 Precision = Literal["auto", "fp32", "bf16"]  # auto: bf16 on a GPU, fp32 on the CPU
 Schedule = Literal["constant", "cosine"]
+QAQuestion = Literal["drivable", "road", "objects", "action"]  # learner.sft_data.qa_samples
+QA_QUESTIONS: tuple[str, ...] = get_args(QAQuestion)
 
 
 class _Frozen(BaseModel):
@@ -90,6 +92,10 @@ class SFTConfig(_Frozen):
     stage1_steps: int = Field(default=200, ge=0)
     stage2_steps: int = Field(default=2200, ge=0)
     batch_size: int = Field(default=16, ge=1)  # sequences per optimizer step (over all ranks)
+    # Stage 1's QA answers are short (~20 tokens against ~85), so a stage-1 step can hold more of them;
+    # None: `batch_size`. `stage1_questions` picks which of the four QA questions stage 1 asks.
+    stage1_batch_size: int | None = Field(default=None, ge=1)
+    stage1_questions: list[QAQuestion] = Field(default_factory=lambda: list(QA_QUESTIONS), min_length=1)
     feedback_fraction: float = Field(default=0.2, ge=0.0, le=1.0)  # of stage-2 samples that are q_fb
     feedback_scenes: int = Field(default=300, ge=0)  # training scenes given perturbed failing plans
     ranks: int = Field(default=0, ge=0)  # learner ranks for SFT (0: in-process)

@@ -1,6 +1,7 @@
 """Two-stage SFT of the student before RL, on the DeepSpeed learner group, budgeted in optimizer steps.
 
-    stage 1  driving-knowledge QA (`sft_data.qa_samples`)                       `stage1_steps` steps
+    stage 1  driving-knowledge QA (`sft_data.qa_samples`: `stage1_questions`,
+             `stage1_batch_size` a step)                                       `stage1_steps` steps
     stage 2  q_base -> ground truth, mixed with q_fb -> ground truth
              (`feedback_fraction` of each batch; `sft_data.feedback_sample`)  `stage2_steps` steps
 
@@ -84,11 +85,11 @@ def build_sft_data(
     config: SFTConfig,
     on_feedback: Callable[[], None] | None = None,
 ) -> SFTData:
-    """q_base samples of every training scene; QA for as many scenes as stage 1 draws samples (four
-    questions each); q_fb samples for the first `feedback_scenes`."""
+    """q_base samples of every training scene; QA (`stage1_questions` each) for as many scenes as stage 1
+    draws samples; q_fb samples for the first `feedback_scenes`."""
     rng = np.random.default_rng(config.seed)
-    qa_scenes = list(train)[: config.stage1_steps * config.batch_size]
-    qa = [q for item in qa_scenes for q in qa_samples(item.scene, item.image)]
+    qa_scenes = list(train)[: config.stage1_steps * stage1_batch(config)]
+    qa = [q for item in qa_scenes for q in qa_samples(item.scene, item.image, config.stage1_questions)]
     base = [base_sample(item.scene, item.image) for item in train]
     feedback = []
     for item in list(train)[: config.feedback_scenes if config.feedback_fraction > 0 else 0]:
@@ -100,11 +101,16 @@ def build_sft_data(
     return SFTData(qa=qa, base=base, feedback=feedback, val=list(val))
 
 
+def stage1_batch(config: SFTConfig) -> int:
+    """Sequences per stage-1 (QA) step."""
+    return config.stage1_batch_size or config.batch_size
+
+
 def draw_batch(data: SFTData, step: int, config: SFTConfig, rng: np.random.Generator) -> list[SFTSample]:
     """The samples of optimizer step `step`: QA in stage 1; base and feedback samples in stage 2."""
     size = config.batch_size
     if step < config.stage1_steps:
-        return [data.qa[i] for i in rng.integers(len(data.qa), size=size)]
+        return [data.qa[i] for i in rng.integers(len(data.qa), size=stage1_batch(config))]
     n_fb = int(rng.binomial(size, config.feedback_fraction)) if data.feedback else 0
     picked = [data.base[i] for i in rng.integers(len(data.base), size=size - n_fb)]
     return picked + [data.feedback[i] for i in rng.integers(len(data.feedback), size=n_fb)]

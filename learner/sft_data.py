@@ -19,7 +19,7 @@ previous answer in q_fb is that failing plan with a think consistent with it, as
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +38,7 @@ from actors.response import (
 )
 from driving.geometry import drivable_area, ego_origin, points_local_to_global, trajectory_local
 from driving.scene import Scene
+from learner.config import QA_QUESTIONS
 
 FAIL_BELOW = 0.8  # the paper's threshold s: a plan scoring below it is wrong
 AHEAD_RANGE_M = 80.0  # [m] drivable distance is reported up to this
@@ -110,35 +111,35 @@ def nearest_objects(scene: Scene) -> str:
     return "; ".join(phrases) if phrases else f"none within {OBJECT_RANGE_M:g} m"
 
 
-def qa_samples(scene: Scene, image: Image.Image | None) -> list[SFTSample]:
-    """The four driving-knowledge questions of a scene with their generated answers."""
-    ahead, left, right = drivable_extent(scene)
-    meta = scene.sample.meta_action if scene.sample and scene.sample.meta_action else None
-    plan = wrap_poses(trajectory_local(scene.sample.expert, scene.ego)) if scene.sample else None
-    meta = meta or (derive_meta_action(plan, scene.ego.vx) if plan is not None else None)
-    out = [
-        SFTSample(
-            _qa_prompt(scene, image, "How far is the road drivable ahead and to each side?"),
-            f"drivable {ahead:.0f} m ahead, {left:.1f} m left, {right:.1f} m right.",
-            "qa",
-        ),
-        SFTSample(
-            _qa_prompt(scene, image, "Which way does the road go ahead?"), road_phrase(scene) + ".", "qa"
-        ),
-        SFTSample(
-            _qa_prompt(scene, image, "Which road users are nearest, and how far?"),
-            nearest_objects(scene) + ".",
-            "qa",
-        ),
-    ]
-    if meta is not None:
-        out.append(
-            SFTSample(
-                _qa_prompt(scene, image, "What should the ego do now?"),
-                f"{meta.lateral},{meta.longitudinal}: {scene_think(scene, meta)}",
-                "qa",
+def qa_samples(
+    scene: Scene, image: Image.Image | None, questions: Sequence[str] = QA_QUESTIONS
+) -> list[SFTSample]:
+    """The driving-knowledge questions of a scene (`questions`, of `QA_QUESTIONS`) with their generated
+    answers, in that order; `action` is left out of a scene without ground truth."""
+    out = []
+    for question in questions:
+        if question == "drivable":
+            ahead, left, right = drivable_extent(scene)
+            text, answer = (
+                "How far is the road drivable ahead and to each side?",
+                f"drivable {ahead:.0f} m ahead, {left:.1f} m left, {right:.1f} m right.",
             )
-        )
+        elif question == "road":
+            text, answer = "Which way does the road go ahead?", road_phrase(scene) + "."
+        elif question == "objects":
+            text, answer = "Which road users are nearest, and how far?", nearest_objects(scene) + "."
+        elif question == "action":
+            if scene.sample is None:
+                continue
+            plan = wrap_poses(trajectory_local(scene.sample.expert, scene.ego))
+            meta = scene.sample.meta_action or derive_meta_action(plan, scene.ego.vx)
+            text, answer = (
+                "What should the ego do now?",
+                f"{meta.lateral},{meta.longitudinal}: {scene_think(scene, meta)}",
+            )
+        else:
+            raise ValueError(f"QA question {question!r}: use one of {', '.join(QA_QUESTIONS)}")
+        out.append(SFTSample(_qa_prompt(scene, image, text), answer, "qa"))
     return out
 
 

@@ -25,6 +25,37 @@ def test_qa_answers_come_from_the_scene(learner_scenes):
     )
 
 
+def test_stage1_asks_the_chosen_questions_in_batches_of_its_own_size(learner_scenes):
+    import pytest
+    from pydantic import ValidationError
+
+    from learner.config import SFTConfig
+    from learner.sft import SceneItem, build_sft_data, draw_batch
+
+    scene = learner_scenes[0]
+    road_only = qa_samples(scene, None, ["road"])
+    assert [s.target for s in road_only] == [f"{road_phrase(scene)}."]
+    config = SFTConfig(
+        stage1_steps=1,
+        stage2_steps=1,
+        batch_size=2,
+        stage1_batch_size=5,
+        stage1_questions=["road", "objects"],
+        feedback_fraction=0.0,
+    )
+    items = [SceneItem(s, None, "test", "common") for s in learner_scenes]
+    data = build_sft_data(items, items[:1], config)
+    assert len(data.qa) == 2 * min(len(items), 5)
+    assert {s.prompt.turns[0].text.split("Question: ")[1] for s in data.qa} == {
+        "Which way does the road go ahead?",
+        "Which road users are nearest, and how far?",
+    }
+    rng = np.random.default_rng(0)
+    assert len(draw_batch(data, 0, config, rng)) == 5 and len(draw_batch(data, 1, config, rng)) == 2
+    with pytest.raises(ValidationError, match="stage1_questions"):
+        SFTConfig(stage1_questions=["weather"])
+
+
 def test_feedback_sample_corrects_a_failing_plan(learner_scenes):
     from actors.response import ground_truth_response
     from scorer import prepare, score
