@@ -115,32 +115,35 @@ def qa_samples(
     scene: Scene, image: Image.Image | None, questions: Sequence[str] = QA_QUESTIONS
 ) -> list[SFTSample]:
     """The driving-knowledge questions of a scene (`questions`, of `QA_QUESTIONS`) with their generated
-    answers, in that order; `action` is left out of a scene without ground truth."""
-    out = []
-    for question in questions:
-        if question == "drivable":
-            ahead, left, right = drivable_extent(scene)
-            text, answer = (
-                "How far is the road drivable ahead and to each side?",
-                f"drivable {ahead:.0f} m ahead, {left:.1f} m left, {right:.1f} m right.",
-            )
-        elif question == "road":
-            text, answer = "Which way does the road go ahead?", road_phrase(scene) + "."
-        elif question == "objects":
-            text, answer = "Which road users are nearest, and how far?", nearest_objects(scene) + "."
-        elif question == "action":
-            if scene.sample is None:
-                continue
-            plan = wrap_poses(trajectory_local(scene.sample.expert, scene.ego))
-            meta = scene.sample.meta_action or derive_meta_action(plan, scene.ego.vx)
-            text, answer = (
-                "What should the ego do now?",
-                f"{meta.lateral},{meta.longitudinal}: {scene_think(scene, meta)}",
-            )
-        else:
-            raise ValueError(f"QA question {question!r}: use one of {', '.join(QA_QUESTIONS)}")
-        out.append(SFTSample(_qa_prompt(scene, image, text), answer, "qa"))
-    return out
+    answers, in that order; `action` is left out of a scene without ground truth. A repeated question
+    repeats its sample (answered once)."""
+    made = {q: _qa_sample(scene, image, q) for q in dict.fromkeys(questions)}
+    return [sample for q in questions if (sample := made[q]) is not None]
+
+
+def _qa_sample(scene: Scene, image: Image.Image | None, question: str) -> SFTSample | None:
+    if question == "drivable":
+        ahead, left, right = drivable_extent(scene)
+        text, answer = (
+            "How far is the road drivable ahead and to each side?",
+            f"drivable {ahead:.0f} m ahead, {left:.1f} m left, {right:.1f} m right.",
+        )
+    elif question == "road":
+        text, answer = "Which way does the road go ahead?", road_phrase(scene) + "."
+    elif question == "objects":
+        text, answer = "Which road users are nearest, and how far?", nearest_objects(scene) + "."
+    elif question == "action":
+        if scene.sample is None:
+            return None
+        plan = wrap_poses(trajectory_local(scene.sample.expert, scene.ego))
+        meta = scene.sample.meta_action or derive_meta_action(plan, scene.ego.vx)
+        text, answer = (
+            "What should the ego do now?",
+            f"{meta.lateral},{meta.longitudinal}: {scene_think(scene, meta)}",
+        )
+    else:
+        raise ValueError(f"QA question {question!r}: use one of {', '.join(QA_QUESTIONS)}")
+    return SFTSample(_qa_prompt(scene, image, text), answer, "qa")
 
 
 # ------------------------------------------------------------------------------ stage 2 ---
