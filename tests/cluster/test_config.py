@@ -30,9 +30,10 @@ def test_every_shipped_config_validates(name):
         DEMO_CONFIG.parent / name, model=AblationConfig if name == "ablate.yaml" else ExperimentConfig
     )
     assert cfg.run.name, name
-    if name == "sft_cpu.yaml":  # the full CPU SFT generates its own scenes: 200 QA + 2,200 steps
+    if name == "sft_cpu.yaml":  # the full CPU SFT generates its own scenes; stage 1 is mostly road-shape QA
         assert cfg.sft.scenes_dir is None and cfg.scenes.count == 12000
-        assert (cfg.sft.stage1_steps, cfg.sft.stage2_steps) == (200, 2200)
+        assert (cfg.sft.stage1_steps, cfg.sft.stage1_batch_size, cfg.sft.stage2_steps) == (1500, 64, 2200)
+        assert cfg.sft.stage1_questions.count("road") == 3
 
 
 def test_dotted_overrides_are_typed(tmp_path):
