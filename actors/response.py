@@ -122,11 +122,17 @@ def render_response(think: str, meta_action: MetaAction, poses: np.ndarray) -> s
 
 def ground_truth_response(scene: Scene) -> str:
     """The target answer for a scene with a `sample`: generated think, its meta action, the expert plan."""
+    poses, meta = ground_truth_plan(scene)
+    return render_response(scene_think(scene, meta), meta, poses)
+
+
+def ground_truth_plan(scene: Scene) -> tuple[np.ndarray, MetaAction]:
+    """The expert plan of a scene with a `sample`, (8, 3) in the ego frame, and its meta action (the
+    sample's own, else read off the plan)."""
     if scene.sample is None:
         raise ValueError(f"scene {scene.id}: no `sample` block, so no expert plan to render")
     poses = wrap_poses(trajectory_local(scene.sample.expert, scene.ego))
-    meta = scene.sample.meta_action or derive_meta_action(poses, scene.ego.vx)
-    return render_response(scene_think(scene, meta), meta, poses)
+    return poses, scene.sample.meta_action or derive_meta_action(poses, scene.ego.vx)
 
 
 def wrap_poses(poses: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from actors.prompts import ChatTurn, Prompt, build_base_prompt, build_feedback_p
 from actors.response import (
     derive_meta_action,
     format_number,
+    ground_truth_plan,
     ground_truth_response,
     render_response,
     road_phrase,
@@ -135,8 +136,7 @@ def _qa_sample(scene: Scene, image: Image.Image | None, question: str) -> SFTSam
     elif question == "action":
         if scene.sample is None:
             return None
-        plan = wrap_poses(trajectory_local(scene.sample.expert, scene.ego))
-        meta = scene.sample.meta_action or derive_meta_action(plan, scene.ego.vx)
+        _, meta = ground_truth_plan(scene)
         text, answer = (
             "What should the ego do now?",
             f"{meta.lateral},{meta.longitudinal}: {scene_think(scene, meta)}",
